@@ -1,0 +1,72 @@
+"""Input validation shared by the functional core: every error names the argument and what was expected."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["check_finite", "check_tensor", "check_mel", "check_waveform", "check_same_shape"]
+
+
+def check_tensor(x: object, name: str, min_dim: int = 1) -> Tensor:
+    """Raise ValueError unless ``x`` is a floating tensor with at least ``min_dim`` dims."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if not (x.is_floating_point() or x.is_complex()):
+        raise ValueError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
+    if x.dim() < min_dim:
+        raise ValueError(f"{name}: expected at least {min_dim} dims, got shape {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError(f"{name}: got an empty tensor of shape {tuple(x.shape)}")
+    return x
+
+
+def check_finite(x: Tensor, name: str) -> None:
+    """Raise ValueError if ``x`` holds NaN or Inf (skipped while tracing/compiling)."""
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return
+    if not bool(torch.isfinite(x).all()):
+        n_bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"{name}: contains {n_bad} NaN/Inf value(s); expected finite values")
+
+
+def check_mel(mel: object, n_mels: int, name: str = "mel", nonnegative: bool = False) -> Tensor:
+    """Validate a (..., n_mels, frames) mel tensor."""
+    mel = check_tensor(mel, name, min_dim=2)
+    if mel.is_complex():
+        raise ValueError(f"{name}: expected a real tensor, got dtype {mel.dtype}")
+    if mel.shape[-2] != n_mels:
+        raise ValueError(
+            f"{name}: expected shape (..., n_mels={n_mels}, frames), got {tuple(mel.shape)}"
+            f" (dim -2 has {mel.shape[-2]} mel bands)"
+        )
+    check_finite(mel, name)
+    tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()
+    if nonnegative and not tracing and bool((mel < 0).any()):
+        raise ValueError(
+            f"{name}: contains negative values (min {float(mel.min()):.3g}); expected a linear"
+            " (uncompressed) mel with values >= 0. Did you pass a log-mel with compression='none'?"
+        )
+    return mel
+
+
+def check_waveform(waveform: object, min_samples: int, name: str = "waveform") -> Tensor:
+    """Validate a (..., samples) real waveform tensor."""
+    waveform = check_tensor(waveform, name, min_dim=1)
+    if waveform.is_complex():
+        raise ValueError(f"{name}: expected a real tensor, got dtype {waveform.dtype}")
+    if waveform.shape[-1] < min_samples:
+        raise ValueError(
+            f"{name}: expected shape (..., samples) with samples >= {min_samples}, got"
+            f" {tuple(waveform.shape)}"
+        )
+    check_finite(waveform, name)
+    return waveform
+
+
+def check_same_shape(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
+    """Raise ValueError unless ``a`` and ``b`` have the same shape."""
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_a} and {name_b}: expected the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )

@@ -1,0 +1,105 @@
+"""Linear mel -> linear spectrogram: pseudo-inverse, non-negative least squares, normalised transpose.
+
+All functions work in the config's *power* domain (``|X| ** power``): they take a linear mel
+``M = F S`` with ``F`` the ``(n_mels, n_freqs)`` filterbank and return ``S >= 0`` of shape
+``(..., n_freqs, frames)``. They are differentiable with respect to ``M``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "filterbank_pinv",
+    "filterbank_lipschitz",
+    "pinv_spectrum",
+    "transpose_spectrum",
+    "nnls_spectrum",
+    "project_onto_mel",
+]
+
+
+def filterbank_pinv(fb: Tensor) -> Tensor:
+    """Moore-Penrose pseudo-inverse ``(n_freqs, n_mels)`` of a filterbank, computed in float64.
+
+    Rank-deficient filterbanks (empty filters when ``n_mels`` is large for ``n_fft``) are handled
+    by the SVD cut-off of :func:`torch.linalg.pinv`.
+    """
+    return torch.linalg.pinv(fb.double()).to(fb.dtype)
+
+
+def filterbank_lipschitz(fb: Tensor) -> float:
+    """Largest eigenvalue of ``F^T F`` (step-size bound for projected gradient methods)."""
+    return float(torch.linalg.matrix_norm(fb.double(), ord=2) ** 2)
+
+
+def pinv_spectrum(mel: Tensor, fb_pinv: Tensor) -> Tensor:
+    """``clamp(P M, 0)``: the minimum-norm least-squares spectrum, made non-negative."""
+    return torch.matmul(fb_pinv, mel).clamp(min=0.0)
+
+
+def transpose_spectrum(mel: Tensor, fb: Tensor) -> Tensor:
+    """``F^T M / (F^T F 1)``: the filterbank transpose normalised so that a flat spectrum is exact."""
+    norm = fb.t().matmul(fb.sum(dim=1, keepdim=True))  # (n_freqs, 1) = F^T F 1
+    out = torch.matmul(fb.t(), mel)
+    return torch.where(
+        norm > 0, out / norm.clamp(min=torch.finfo(fb.dtype).tiny), torch.zeros_like(out)
+    )
+
+
+def project_onto_mel(spectrum: Tensor, mel: Tensor, fb: Tensor, fb_pinv: Tensor) -> Tensor:
+    """``clamp(S + P (M - F S), 0)``: move ``S`` onto ``{S : F S = M}`` (least change), keep it >= 0."""
+    residual = mel - torch.matmul(fb, spectrum)
+    return (spectrum + torch.matmul(fb_pinv, residual)).clamp(min=0.0)
+
+
+def nnls_spectrum(
+    mel: Tensor,
+    fb: Tensor,
+    fb_pinv: Tensor | None = None,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    lipschitz: float | None = None,
+    check_every: int = 10,
+) -> Tensor:
+    """Non-negative least squares ``argmin_{S >= 0} ||F S - M||_F`` by FISTA on the device.
+
+    Warm-started from :func:`pinv_spectrum`, batched over every leading dim and frame. Stops when
+    the relative mel residual ``||F S - M|| / ||M||`` of every item improves by less than ``tol``
+    between two checks (every ``check_every`` iterations), or after ``max_iter`` iterations.
+    Unrolled, so it is differentiable with respect to ``mel``.
+
+    Args:
+        mel: Linear mel ``(..., n_mels, frames)``, values >= 0.
+        fb: Filterbank ``(n_mels, n_freqs)``.
+        fb_pinv: Cached :func:`filterbank_pinv` (computed if missing).
+        max_iter: Iteration cap.
+        tol: Stop when the relative residual improves by less than this between checks.
+        lipschitz: Cached :func:`filterbank_lipschitz` (computed if missing).
+        check_every: Iterations between convergence checks (each check synchronises the device).
+    """
+    if fb_pinv is None:
+        fb_pinv = filterbank_pinv(fb)
+    if lipschitz is None:
+        lipschitz = filterbank_lipschitz(fb)
+    step = 1.0 / lipschitz
+    fbt = fb.t()
+    x = pinv_spectrum(mel, fb_pinv)
+    y = x
+    t = 1.0
+    mel_norm = torch.linalg.vector_norm(mel, dim=(-2, -1)).clamp(min=torch.finfo(mel.dtype).tiny)
+    prev = None
+    for k in range(1, max_iter + 1):
+        grad = torch.matmul(fbt, torch.matmul(fb, y) - mel)
+        x_new = (y - step * grad).clamp(min=0.0)
+        t_new = (1.0 + (1.0 + 4.0 * t * t) ** 0.5) / 2.0
+        y = x_new + ((t - 1.0) / t_new) * (x_new - x)
+        x, t = x_new, t_new
+        if k % check_every == 0 or k == max_iter:
+            with torch.no_grad():
+                res = torch.linalg.vector_norm(torch.matmul(fb, x) - mel, dim=(-2, -1)) / mel_norm
+                if prev is not None and bool(((prev - res) <= tol).all()):
+                    break
+                prev = res
+    return x
