@@ -53,6 +53,11 @@ class MelInverter(nn.Module):
         nnls_max_iter: Iteration cap of the NNLS solver.
         nnls_tol: Relative-residual improvement below which NNLS stops.
         detach_phase: Stop gradients through the phase path.
+        checkpoint: Gradient checkpointing of each unrolled iteration (memory vs. recompute).
+        fused: Fuse the elementwise chains of each iteration with ``torch.compile`` (eager
+            fallback where unavailable; ``SPECINV_LIGHTNING_COMPILE=0`` disables it). ``None``
+            (default) fuses when no gradient is needed (``no_grad``/``inference_mode``) and runs
+            eager under autograd. The first fused call in a process compiles (seconds).
 
     Example:
         >>> import torch
@@ -82,6 +87,8 @@ class MelInverter(nn.Module):
         nnls_max_iter: int = 300,
         nnls_tol: float = 1e-4,
         detach_phase: bool = False,
+        checkpoint: bool = False,
+        fused: bool | None = None,
     ) -> None:
         super().__init__()
         self.config = as_config(config)
@@ -111,6 +118,8 @@ class MelInverter(nn.Module):
         self.nnls_max_iter = nnls_max_iter
         self.nnls_tol = nnls_tol
         self.detach_phase = detach_phase
+        self.checkpoint = checkpoint
+        self.fused = fused
         fb = mel_filterbank(self.config, torch.float64)
         self.register_buffer("fb", fb, persistent=False)
         self.register_buffer("fb_pinv", filterbank_pinv(fb), persistent=False)
@@ -208,8 +217,15 @@ class MelInverter(nn.Module):
             length=length,
             magnitude_update=update,
             detach_phase=self.detach_phase,
+            checkpoint=self.checkpoint,
+            fused=self._use_fused(mel),
             window=window,
         )
+
+    def _use_fused(self, mel: Tensor) -> bool:
+        if self.fused is not None:
+            return self.fused
+        return not (torch.is_grad_enabled() and mel.requires_grad)
 
     def extra_repr(self) -> str:
         return (

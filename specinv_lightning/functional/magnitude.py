@@ -50,8 +50,11 @@ def transpose_spectrum(mel: Tensor, fb: Tensor) -> Tensor:
 
 def project_onto_mel(spectrum: Tensor, mel: Tensor, fb: Tensor, fb_pinv: Tensor) -> Tensor:
     """``clamp(S + P (M - F S), 0)``: move ``S`` onto ``{S : F S = M}`` (least change), keep it >= 0."""
-    residual = mel - torch.matmul(fb, spectrum)
-    return (spectrum + torch.matmul(fb_pinv, residual)).clamp(min=0.0)
+    # frame-major GEMMs: (..., T, F) @ (F, M); a transposed view of a frame-major spectrum is free
+    spec_t = spectrum.transpose(-1, -2)
+    # (-F S) + M rather than M - F S: the result takes the GEMM's contiguous layout
+    residual_t = torch.matmul(spec_t, fb.t().neg()) + mel.transpose(-1, -2)
+    return (spec_t + torch.matmul(residual_t, fb_pinv.t())).clamp(min=0.0).transpose(-1, -2)
 
 
 def nnls_spectrum(

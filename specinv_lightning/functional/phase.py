@@ -11,11 +11,13 @@ import math
 from collections.abc import Callable
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor
 
 from specinv_lightning.config import MelConfig
 from specinv_lightning.functional._checks import check_finite, check_tensor
-from specinv_lightning.functional.stft import istft, make_window, stft, window_envelope
+from specinv_lightning.functional._kernels import kernels
+from specinv_lightning.functional.stft import istft_frames, make_plan, make_window, stft_frames
 
 __all__ = ["griffin_lim", "initial_phase", "ALGORITHMS"]
 
@@ -61,11 +63,6 @@ def initial_phase(
     raise ValueError(f"init: expected 'random', 'zeros' or a tensor, got {init!r}")
 
 
-def _unit(c: Tensor, eps: Tensor) -> Tensor:
-    # c / |c| with a relative floor: finite values and gradients where |c| -> 0
-    return c * torch.rsqrt(c.real.square() + c.imag.square() + eps)
-
-
 def griffin_lim(
     magnitude: Tensor,
     config: MelConfig,
@@ -79,6 +76,8 @@ def griffin_lim(
     length: int | None = None,
     magnitude_update: Callable[[Tensor], Tensor] | None = None,
     detach_phase: bool = False,
+    checkpoint: bool = False,
+    fused: bool = False,
     window: Tensor | None = None,
 ) -> Tensor:
     """Estimate a waveform whose STFT magnitude matches ``magnitude``.
@@ -108,6 +107,12 @@ def griffin_lim(
             of the next iteration (mel-consistent phase retrieval).
         detach_phase: Stop gradients through the phase path (gradients then flow only through the
             magnitude applied at each step).
+        checkpoint: Gradient checkpointing of every iteration: backward recomputes each
+            iteration instead of storing its intermediates (memory per iteration drops to the
+            few spectrograms carried between iterations).
+        fused: Run the elementwise chains of each iteration through ``torch.compile``d kernels
+            (one pass instead of several; falls back to eager where compilation is unavailable;
+            ``SPECINV_LIGHTNING_COMPILE=0`` disables it). Results are equal to eager ones.
         window: Optional precomputed :func:`~specinv_lightning.functional.make_window`.
 
     Returns:
@@ -116,6 +121,7 @@ def griffin_lim(
     Example:
         >>> cfg = MelConfig(sample_rate=16000, n_fft=512, hop_length=128, n_mels=40)
         >>> x = torch.randn(2, 8000)
+        >>> from specinv_lightning.functional import stft
         >>> mag = stft(x, cfg).abs()
         >>> griffin_lim(mag, cfg, n_iter=4).shape
         torch.Size([2, 8064])
@@ -135,48 +141,70 @@ def griffin_lim(
     if algorithm == "gla":
         momentum = 0.0
 
-    num_frames = magnitude.shape[-1]
+    batch_shape = magnitude.shape[:-2]
+    n_freqs, num_frames = magnitude.shape[-2:]
     if window is None:
         window = make_window(config, magnitude.dtype, magnitude.device)
-    envelope = window_envelope(config, num_frames, window)
+    plan = make_plan(config, num_frames, window)
     natural = config.num_samples(num_frames)
     out_len = natural if length is None else length
 
-    def p_c(spec: Tensor) -> tuple[Tensor, Tensor]:
-        wave = istft(spec, config, length=natural, window=window, envelope=envelope)
-        return wave, stft(wave, config, window=window)
+    def to_frames(x: Tensor) -> Tensor:  # (..., F, T) -> (B, T, F), a view when x is one
+        return x.reshape(-1, n_freqs, num_frames).transpose(-1, -2)
 
-    # relative floor for |c|: -140 dB below each item's peak, plus the dtype's tiny
-    peak = magnitude.detach().amax(dim=(-2, -1), keepdim=True)
-    eps = (1e-7 * peak).square() + torch.finfo(magnitude.dtype).tiny
+    def from_frames(x: Tensor) -> Tensor:  # (B, T, F) -> (..., F, T) view
+        return x.transpose(-1, -2).reshape(*batch_shape, n_freqs, num_frames)
 
-    target = magnitude
-    c = magnitude * initial_phase(magnitude, init, generator)
+    def synthesize(spec: Tensor, n: int) -> Tensor:
+        return istft_frames(spec, config, plan, n).reshape(*batch_shape, n)
+
+    mag = to_frames(magnitude).contiguous()
+    # relative floor for |c|^2: -140 dB below each item's peak, plus the dtype's tiny
+    peak = mag.detach().amax(dim=(-2, -1), keepdim=True)
+    eps = (1e-7 * peak).square() + torch.finfo(mag.dtype).tiny
+    c = mag * to_frames(initial_phase(magnitude, init, generator))
     if n_iter == 0:
-        return istft(c, config, length=out_len, window=window, envelope=envelope)
+        return synthesize(c, out_len)
+    use_agla = algorithm == "agla"
+
+    apply_kernel, extrapolate_kernel = kernels(fused)
+
+    def step(
+        c: Tensor, t_prev: Tensor | None, d: Tensor | None, target: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor, Tensor]:
+        # P_A: target magnitude with the phase of c (real-view arithmetic: much faster on CPU)
+        cr = torch.view_as_real(c)
+        applied = torch.view_as_complex(
+            apply_kernel(cr.detach() if detach_phase else cr, target, eps)
+        )
+        # P_C: STFT of the iSTFT
+        proj = stft_frames(istft_frames(applied, config, plan, natural), config, plan.analysis)
+        # AGLA: t = (1 - gamma) d + gamma proj
+        t = torch.lerp(d, proj, gamma) if use_agla and d is not None else proj
+        tr = torch.view_as_real(t)
+        if t_prev is None or momentum == 0.0:
+            c, d = t, (t if use_agla else None)
+            mag_t = t.abs() if magnitude_update is not None else None
+        else:
+            pr = torch.view_as_real(t_prev)
+            c_r, mag_t = extrapolate_kernel(tr, pr, 1.0 + momentum)  # t + a (t - t_prev), |t|
+            c = torch.view_as_complex(c_r)
+            d = torch.view_as_complex(torch.lerp(pr, tr, 1.0 + beta)) if use_agla else None
+        if magnitude_update is not None:
+            target = to_frames(magnitude_update(from_frames(mag_t)))
+        return c, t, d, target, applied
+
+    use_checkpoint = checkpoint and torch.is_grad_enabled()
     t_prev: Tensor | None = None
     d: Tensor | None = None
+    target = mag
     applied = c
     for _ in range(n_iter):
-        unit = _unit(c, eps)
-        if detach_phase:
-            unit = unit.detach()
-        applied = target * unit
-        proj = stft(
-            istft(applied, config, length=natural, window=window, envelope=envelope),
-            config,
-            window=window,
-        )
-        t = (1.0 - gamma) * d + gamma * proj if algorithm == "agla" and d is not None else proj
-        if t_prev is None or momentum == 0.0:
-            c = t
-            d = t
+        if use_checkpoint:
+            c, t_prev, d, target, applied = torch.utils.checkpoint.checkpoint(
+                step, c, t_prev, d, target, use_reentrant=False
+            )
         else:
-            diff = t - t_prev
-            c = t + momentum * diff
-            d = t + beta * diff
-        t_prev = t
-        if magnitude_update is not None:
-            target = magnitude_update(t.abs())
+            c, t_prev, d, target, applied = step(c, t_prev, d, target)
     # the waveform of the last iteration (its STFT is t_n), at the requested length
-    return istft(applied, config, length=out_len, window=window, envelope=envelope)
+    return synthesize(applied, out_len)

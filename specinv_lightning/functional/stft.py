@@ -1,6 +1,13 @@
-"""STFT and inverse STFT exactly as a :class:`MelConfig` describes them (padding, window, scaling)."""
+"""STFT and inverse STFT exactly as a :class:`MelConfig` describes them (padding, window, scaling).
+
+Internally everything is *frame-major*: complex ``(batch, frames, n_freqs)`` tensors, so that the
+FFTs run over the contiguous last dim and the mel products are single GEMMs. The public
+:func:`stft`/:func:`istft` use the usual ``(..., n_freqs, frames)`` layout (as views).
+"""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -8,7 +15,17 @@ from torch import Tensor
 
 from specinv_lightning.config import MelConfig
 
-__all__ = ["make_window", "stft", "istft", "window_envelope", "spectrogram_magnitude"]
+__all__ = [
+    "make_window",
+    "stft",
+    "istft",
+    "window_envelope",
+    "spectrogram_magnitude",
+    "StftPlan",
+    "make_plan",
+    "stft_frames",
+    "istft_frames",
+]
 
 _WINDOW_FNS = {
     "hann": torch.hann_window,
@@ -30,15 +47,89 @@ def make_window(
     return win.to(dtype=dtype, device=device)
 
 
-def _scale(window: Tensor) -> Tensor:
-    return window.square().sum().sqrt()
+def window_envelope(config: MelConfig, num_frames: int, window: Tensor) -> Tensor:
+    """Overlap-added squared window, ``(n_fft + hop * (num_frames - 1),)``, for the iSTFT division.
+
+    Positions no window reaches (edges of an uncentred STFT) hold 1 instead of 0, so that they are
+    left at zero instead of blowing up.
+    """
+    env = _overlap_add(window.square().expand(1, num_frames, -1), config.hop_length).reshape(-1)
+    return torch.where(env > 1e-11, env, torch.ones_like(env))
+
+
+class StftPlan(NamedTuple):
+    """Everything one STFT/iSTFT pair needs that does not change between calls (or iterations).
+
+    ``analysis`` and ``synthesis`` are the windows with the ``normalized`` scaling folded in;
+    ``inv_envelope`` is the reciprocal of :func:`window_envelope`.
+    """
+
+    analysis: Tensor
+    synthesis: Tensor
+    inv_envelope: Tensor
+    num_frames: int
+
+
+def make_plan(config: MelConfig, num_frames: int, window: Tensor) -> StftPlan:
+    """Build the :class:`StftPlan` for ``num_frames`` frames from a :func:`make_window`."""
+    scale = window.square().sum().sqrt() if config.normalized else None
+    analysis = window / scale if scale is not None else window
+    synthesis = window * scale if scale is not None else window
+    inv_envelope = window_envelope(config, num_frames, window).reciprocal()
+    return StftPlan(analysis, synthesis, inv_envelope, num_frames)
+
+
+def _overlap_add(frames: Tensor, hop: int) -> Tensor:
+    """Sum ``(batch, frames, n)`` frames placed ``hop`` apart -> ``(batch, n + hop * (frames - 1))``.
+
+    A loop over the ``ceil(n / hop)`` overlapping frame segments (4 for a 75 % overlap), each a single
+    strided add over all frames: no ``col2im``, no Python loop over frames.
+    """
+    batch, num_frames, n = frames.shape
+    segments = -(-n // hop)
+    if segments * hop != n:
+        frames = F.pad(frames, (0, segments * hop - n))
+    parts = frames.reshape(batch, num_frames, segments, hop)
+    # first segment copied in (no zero-fill of the whole output), the others added in place
+    tail = frames.new_zeros(batch, segments - 1, hop)
+    out = torch.cat([parts[:, :, 0], tail], dim=1)
+    for r in range(1, segments):
+        out[:, r : r + num_frames] += parts[:, :, r]
+    return out.reshape(batch, -1)[:, : n + hop * (num_frames - 1)]
+
+
+def _pad_signal(x: Tensor, config: MelConfig) -> Tensor:
+    """Apply ``manual_pad`` (reflect) and ``center`` padding to a ``(batch, samples)`` signal."""
+    if config.manual_pad:
+        x = F.pad(x.unsqueeze(1), (config.manual_pad, config.manual_pad), mode="reflect").squeeze(1)
+    if config.center:
+        half = config.n_fft // 2
+        x = F.pad(x.unsqueeze(1), (half, half), mode=config.pad_mode).squeeze(1)
+    return x
+
+
+def stft_frames(x: Tensor, config: MelConfig, analysis: Tensor) -> Tensor:
+    """Frame-major complex STFT ``(batch, frames, n_freqs)`` of a ``(batch, samples)`` signal."""
+    frames = _pad_signal(x, config).unfold(-1, config.n_fft, config.hop_length)
+    return torch.fft.rfft(frames * analysis, dim=-1)
+
+
+def istft_frames(spec: Tensor, config: MelConfig, plan: StftPlan, length: int) -> Tensor:
+    """Inverse of :func:`stft_frames`: frame-major complex ``(batch, frames, n_freqs)`` -> ``(batch, length)``."""
+    frames = torch.fft.irfft(spec, n=config.n_fft, dim=-1) * plan.synthesis
+    signal = _overlap_add(frames, config.hop_length) * plan.inv_envelope
+    start = config.manual_pad + (config.n_fft // 2 if config.center else 0)
+    signal = signal[:, start : start + length]
+    if signal.shape[-1] < length:
+        signal = F.pad(signal, (0, length - signal.shape[-1]))
+    return signal
 
 
 def stft(waveform: Tensor, config: MelConfig, window: Tensor | None = None) -> Tensor:
     """Complex STFT ``(..., n_fft // 2 + 1, frames)`` of a real ``(..., samples)`` waveform.
 
-    Applies ``manual_pad`` (reflect), then ``torch.stft`` with the config's centre padding, and the
-    torchaudio-style ``normalized`` scaling.
+    Applies ``manual_pad`` (reflect), the config's centre padding, the window, and the
+    torchaudio-style ``normalized`` scaling; equal to ``torch.stft`` with the same settings.
 
     Args:
         waveform: Real tensor ``(..., samples)``.
@@ -47,37 +138,11 @@ def stft(waveform: Tensor, config: MelConfig, window: Tensor | None = None) -> T
     """
     if window is None:
         window = make_window(config, waveform.dtype, waveform.device)
-    shape = waveform.shape
-    x = waveform.reshape(-1, shape[-1])
-    if config.manual_pad:
-        x = F.pad(x.unsqueeze(1), (config.manual_pad, config.manual_pad), mode="reflect").squeeze(1)
-    spec = torch.stft(
-        x,
-        n_fft=config.n_fft,
-        hop_length=config.hop_length,
-        win_length=config.n_fft,
-        window=window,
-        center=config.center,
-        pad_mode=config.pad_mode,
-        normalized=False,
-        onesided=True,
-        return_complex=True,
-    )
     if config.normalized:
-        spec = spec / _scale(window)
-    return spec.reshape(*shape[:-1], *spec.shape[-2:])
-
-
-def window_envelope(config: MelConfig, num_frames: int, window: Tensor) -> Tensor:
-    """Overlap-added squared window, ``(n_fft + hop * (num_frames - 1),)``, for the iSTFT division."""
-    sq = window.square().unsqueeze(-1).expand(-1, num_frames).unsqueeze(0)
-    length = config.n_fft + config.hop_length * (num_frames - 1)
-    env = F.fold(
-        sq, output_size=(1, length), kernel_size=(1, config.n_fft), stride=(1, config.hop_length)
-    )
-    env = env.reshape(length)
-    # positions no window reaches (edges of an uncentred STFT) are left at zero instead of blowing up
-    return torch.where(env > 1e-11, env, torch.ones_like(env))
+        window = window / window.square().sum().sqrt()
+    shape = waveform.shape
+    spec = stft_frames(waveform.reshape(-1, shape[-1]), config, window)
+    return spec.reshape(*shape[:-1], *spec.shape[-2:]).transpose(-1, -2)
 
 
 def istft(
@@ -100,29 +165,17 @@ def istft(
         window: Optional precomputed :func:`make_window` (real dtype of ``spec``).
         envelope: Optional precomputed :func:`window_envelope` for this number of frames.
     """
-    real_dtype = spec.real.dtype
     if window is None:
-        window = make_window(config, real_dtype, spec.device)
+        window = make_window(config, spec.real.dtype, spec.device)
     n_freqs, num_frames = spec.shape[-2:]
-    batch_shape = spec.shape[:-2]
-    if config.normalized:
-        spec = spec * _scale(window)
-    frames = torch.fft.irfft(spec.reshape(-1, n_freqs, num_frames), n=config.n_fft, dim=-2)
-    frames = frames * window[:, None]
-    full = config.n_fft + config.hop_length * (num_frames - 1)
-    signal = F.fold(
-        frames, output_size=(1, full), kernel_size=(1, config.n_fft), stride=(1, config.hop_length)
-    )
-    if envelope is None:
-        envelope = window_envelope(config, num_frames, window)
-    signal = signal.reshape(-1, full) / envelope
-    start = config.manual_pad + (config.n_fft // 2 if config.center else 0)
+    plan = make_plan(config, num_frames, window)
+    if envelope is not None:
+        plan = plan._replace(inv_envelope=envelope.reciprocal())
     if length is None:
         length = config.num_samples(num_frames)
-    signal = signal[:, start : start + length]
-    if signal.shape[-1] < length:
-        signal = F.pad(signal, (0, length - signal.shape[-1]))
-    return signal.reshape(*batch_shape, length)
+    frames_major = spec.reshape(-1, n_freqs, num_frames).transpose(-1, -2)
+    signal = istft_frames(frames_major, config, plan, length)
+    return signal.reshape(*spec.shape[:-2], length)
 
 
 def spectrogram_magnitude(spec: Tensor, power: float = 1.0, eps: float = 0.0) -> Tensor:

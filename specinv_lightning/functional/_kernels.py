@@ -1,0 +1,71 @@
+"""Elementwise chains of the Griffin-Lim loop, eager and (optionally) fused with ``torch.compile``.
+
+They operate on real views (``torch.view_as_real``) of complex frame-major spectrograms: on CPU,
+PyTorch's complex elementwise kernels are several times slower than real ones, and inductor fuses
+real chains into one pass. Fusion is opt-in (``fused=True``) and falls back to the eager functions,
+with a warning, wherever compilation is unavailable (no C++ compiler, unsupported platform).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+__all__ = ["apply_magnitude", "extrapolate", "kernels", "fusion_available"]
+
+
+def apply_magnitude(cr: Tensor, target: Tensor, eps: Tensor) -> Tensor:
+    """``target * c / |c|`` on the real view ``cr`` of ``c`` (``|c|^2`` floored by ``eps``)."""
+    re, im = cr[..., 0], cr[..., 1]
+    scale = target * torch.rsqrt(re * re + im * im + eps)
+    return cr * scale.unsqueeze(-1)
+
+
+def extrapolate(tr: Tensor, pr: Tensor, weight: float) -> tuple[Tensor, Tensor]:
+    """``(lerp(pr, tr, weight), |t|)`` on real views: the momentum step and the magnitude of ``t``."""
+    re, im = tr[..., 0], tr[..., 1]
+    return torch.lerp(pr, tr, weight), torch.sqrt(re * re + im * im)
+
+
+_COMPILED: dict[str, Callable] = {}
+_FAILED = False
+
+
+def fusion_available() -> bool:
+    """Whether fused kernels may be used (``SPECINV_LIGHTNING_COMPILE=0`` disables them)."""
+    return not _FAILED and os.environ.get("SPECINV_LIGHTNING_COMPILE", "1") != "0"
+
+
+def _fallback(name: str, eager: Callable) -> Callable:
+    compiled = torch.compile(eager, dynamic=True)
+
+    def run(*args):  # noqa: ANN202
+        global _FAILED
+        if not _FAILED:
+            try:
+                return compiled(*args)
+            except Exception as err:  # compiler missing or unsupported op: stay correct, go eager
+                _FAILED = True
+                warnings.warn(
+                    f"specinv_lightning: torch.compile of {name} failed ({type(err).__name__}:"
+                    f" {err}); using eager kernels",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        return eager(*args)
+
+    return run
+
+
+def kernels(fused: bool) -> tuple[Callable, Callable]:
+    """``(apply_magnitude, extrapolate)``, compiled when ``fused`` and fusion is available."""
+    if not (fused and fusion_available()):
+        return apply_magnitude, extrapolate
+    if not _COMPILED:
+        _COMPILED["apply"] = _fallback("apply_magnitude", apply_magnitude)
+        _COMPILED["extrapolate"] = _fallback("extrapolate", extrapolate)
+    return _COMPILED["apply"], _COMPILED["extrapolate"]
