@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from specinv_lightning.config import MelConfig
 from specinv_lightning.functional._checks import check_mel
+from specinv_lightning.functional._kernels import fusion_available
 from specinv_lightning.functional.compression import decompress
 from specinv_lightning.functional.filterbank import mel_filterbank
 from specinv_lightning.functional.magnitude import (
@@ -125,6 +126,10 @@ class MelInverter(nn.Module):
         self.register_buffer("fb_pinv", filterbank_pinv(fb), persistent=False)
         self.register_buffer("window", make_window(self.config, torch.float64), persistent=False)
         self.lipschitz = filterbank_lipschitz(fb)
+        # fewest frames whose waveform holds one analysis window (and survives reflect padding)
+        self.min_frames = next(
+            t for t in range(1, 1 << 16) if self.config.num_samples(t) >= self.config.min_samples
+        )
 
     def _operators(self, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
         return self.fb.to(dtype), self.fb_pinv.to(dtype), self.window.to(dtype)
@@ -133,6 +138,12 @@ class MelInverter(nn.Module):
         mel = check_mel(
             mel, self.config.n_mels, "mel", nonnegative=self.config.compression == "none"
         )
+        if mel.shape[-1] < self.min_frames:
+            raise ValueError(
+                f"mel: expected at least {self.min_frames} frames (one window of n_fft="
+                f"{self.config.n_fft} samples at hop_length={self.config.hop_length}), got shape"
+                f" {tuple(mel.shape)}"
+            )
         if mel.device != self.fb.device:
             raise ValueError(
                 f"mel: expected a tensor on {self.fb.device} (the inverter's device; move one of"
@@ -225,7 +236,7 @@ class MelInverter(nn.Module):
     def _use_fused(self, mel: Tensor) -> bool:
         if self.fused is not None:
             return self.fused
-        return not (torch.is_grad_enabled() and mel.requires_grad)
+        return fusion_available() and not (torch.is_grad_enabled() and mel.requires_grad)
 
     def extra_repr(self) -> str:
         return (

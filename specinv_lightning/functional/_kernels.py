@@ -36,7 +36,11 @@ _FAILED = False
 
 
 def fusion_available() -> bool:
-    """Whether fused kernels may be used (``SPECINV_LIGHTNING_COMPILE=0`` disables them)."""
+    """Whether fused kernels should be used by default.
+
+    False after a compilation failed in this process, or when the environment variable
+    ``SPECINV_LIGHTNING_COMPILE=0`` is set (explicit ``fused=True`` still compiles).
+    """
     return not _FAILED and os.environ.get("SPECINV_LIGHTNING_COMPILE", "1") != "0"
 
 
@@ -63,7 +67,7 @@ def _fallback(name: str, eager: Callable) -> Callable:
 
 def kernels(fused: bool) -> tuple[Callable, Callable]:
     """``(apply_magnitude, extrapolate)``, compiled when ``fused`` and fusion is available."""
-    if not (fused and fusion_available()):
+    if not fused or _FAILED:
         return apply_magnitude, extrapolate
     if not _COMPILED:
         _COMPILED["apply"] = _fallback("apply_magnitude", apply_magnitude)
