@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,13 +92,17 @@ class MelConfig:
         def _set(name: str, value: Any) -> None:
             object.__setattr__(self, name, value)
 
-        for name in ("sample_rate", "n_fft", "n_mels", "manual_pad"):
+        for name in ("sample_rate", "n_fft", "n_mels", "manual_pad", "win_length", "hop_length"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                if isinstance(value, float) and value.is_integer():
-                    _set(name, int(value))
-                else:
-                    raise ValueError(f"MelConfig.{name} must be an integer, got {value!r}")
+            if value is not None or name in ("sample_rate", "n_fft", "n_mels", "manual_pad"):
+                _set(name, _as_int(name, value))
+        for name in ("f_min", "f_max", "power", "mag_eps", "log_floor", "log_multiplier"):
+            value = getattr(self, name)
+            if value is not None or name in ("f_min", "power", "mag_eps", "log_floor"):
+                _set(name, _as_float(name, value))
+        for name in ("center", "normalized"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"MelConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if self.sample_rate <= 0:
             raise ValueError(f"MelConfig.sample_rate must be > 0, got {self.sample_rate}")
         if self.n_fft < 2:
@@ -106,13 +111,13 @@ class MelConfig:
             raise ValueError(f"MelConfig.n_mels must be >= 1, got {self.n_mels}")
         if self.manual_pad < 0:
             raise ValueError(f"MelConfig.manual_pad must be >= 0, got {self.manual_pad}")
-        win_length = self.n_fft if self.win_length is None else int(self.win_length)
+        win_length = self.n_fft if self.win_length is None else self.win_length
         if not 1 <= win_length <= self.n_fft:
             raise ValueError(
                 f"MelConfig.win_length must be in [1, n_fft={self.n_fft}], got {self.win_length}"
             )
         _set("win_length", win_length)
-        hop_length = win_length // 4 if self.hop_length is None else int(self.hop_length)
+        hop_length = win_length // 4 if self.hop_length is None else self.hop_length
         if not 1 <= hop_length <= win_length:
             raise ValueError(
                 f"MelConfig.hop_length must be in [1, win_length={win_length}], got {self.hop_length}"
@@ -125,7 +130,7 @@ class MelConfig:
                 f"MelConfig.pad_mode must be one of {PAD_MODES}, got {self.pad_mode!r}"
             )
         nyquist = self.sample_rate / 2
-        f_max = nyquist if self.f_max is None else float(self.f_max)
+        f_max = nyquist if self.f_max is None else self.f_max
         if f_max > nyquist + 1e-9:
             raise ValueError(
                 f"MelConfig.f_max must be <= sample_rate / 2 = {nyquist}, got {self.f_max}"
@@ -169,10 +174,22 @@ class MelConfig:
     @property
     def min_samples(self) -> int:
         """Fewest waveform samples the forward transform accepts (at least one full frame)."""
+        # reflect padding of p samples needs an input longer than p
+        floor = self.manual_pad + 1
         if self.center:
             # reflect padding needs at least n_fft // 2 + 1 samples
-            return max(1, self.n_fft // 2 + 1 - 2 * self.manual_pad)
-        return max(1, self.n_fft - 2 * self.manual_pad)
+            return max(floor, self.n_fft // 2 + 1 - 2 * self.manual_pad)
+        return max(floor, self.n_fft - 2 * self.manual_pad)
+
+    @property
+    def min_frames(self) -> int:
+        """Fewest mel frames that can be inverted: ``num_samples(min_frames) >= min_samples``.
+
+        A mel with fewer frames spans less than one analysis window of a waveform the forward
+        transform accepts (e.g. 4 frames for a centred 1024/256 STFT, 2 for HiFi-GAN).
+        """
+        short = self.min_samples - self.num_samples(1)
+        return 1 + max(0, -(-short // self.hop_length))
 
     def num_frames(self, num_samples: int) -> int:
         """Number of frames the forward transform yields for ``num_samples`` samples."""
@@ -283,6 +300,10 @@ class MelConfig:
                 raise ValueError(
                     "transform: AmplitudeToDB(top_db=...) is not invertible; use top_db=None"
                 )
+            if float(getattr(db, "db_multiplier", 0.0)) != 0.0:
+                raise ValueError(
+                    "transform: AmplitudeToDB(ref_value != 1) is not supported; use ref_value=1.0"
+                )
             fields.update(
                 compression="db",
                 log_floor=float(db.amin),
@@ -290,6 +311,32 @@ class MelConfig:
             )
         fields.update(overrides)
         return cls(**fields)
+
+
+def _as_int(name: str, value: Any) -> int:
+    """``value`` as an ``int`` (integral floats and numeric strings accepted), else ValueError."""
+    if not isinstance(value, bool):
+        if isinstance(value, numbers.Integral):
+            return int(value)
+        try:
+            as_float = float(value)
+        except (TypeError, ValueError):
+            as_float = math.nan
+        if math.isfinite(as_float) and as_float.is_integer():
+            return int(as_float)
+    raise ValueError(f"MelConfig.{name} must be an integer, got {value!r}")
+
+
+def _as_float(name: str, value: Any) -> float:
+    """``value`` as a finite ``float`` (numeric strings such as YAML's ``1e-5`` accepted)."""
+    if not isinstance(value, bool):
+        try:
+            as_float = float(value)
+        except (TypeError, ValueError):
+            as_float = math.nan
+        if math.isfinite(as_float):
+            return as_float
+    raise ValueError(f"MelConfig.{name} must be a finite number, got {value!r}")
 
 
 def _identify_window(window: Any, win_length: int) -> str:

@@ -23,15 +23,30 @@ def check_tensor(x: object, name: str, min_dim: int = 1) -> Tensor:
 
 def check_finite(x: Tensor, name: str) -> None:
     """Raise ValueError if ``x`` holds NaN or Inf (skipped while tracing/compiling)."""
-    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+    if _skip_value_checks(x):
         return
     if not bool(torch.isfinite(x).all()):
         n_bad = int((~torch.isfinite(x)).sum())
         raise ValueError(f"{name}: contains {n_bad} NaN/Inf value(s); expected finite values")
 
 
-def check_mel(mel: object, n_mels: int, name: str = "mel", nonnegative: bool = False) -> Tensor:
-    """Validate a (..., n_mels, frames) mel tensor."""
+def _skip_value_checks(x: Tensor) -> bool:
+    # data-dependent checks need real values: not while tracing/compiling, not on the meta device
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or x.device.type == "meta"
+
+
+def check_mel(
+    mel: object, n_mels: int, name: str = "mel", nonnegative: bool = False, min_frames: int = 1
+) -> Tensor:
+    """Validate a (..., n_mels, frames) mel tensor.
+
+    Args:
+        mel: The tensor to check.
+        n_mels: Expected size of dim -2.
+        name: Argument name used in error messages.
+        nonnegative: Also require values >= 0 (a linear, uncompressed mel).
+        min_frames: Fewest frames accepted (e.g. :attr:`MelConfig.min_frames`).
+    """
     mel = check_tensor(mel, name, min_dim=2)
     if mel.is_complex():
         raise ValueError(f"{name}: expected a real tensor, got dtype {mel.dtype}")
@@ -40,9 +55,13 @@ def check_mel(mel: object, n_mels: int, name: str = "mel", nonnegative: bool = F
             f"{name}: expected shape (..., n_mels={n_mels}, frames), got {tuple(mel.shape)}"
             f" (dim -2 has {mel.shape[-2]} mel bands)"
         )
+    if mel.shape[-1] < min_frames:
+        raise ValueError(
+            f"{name}: expected shape (..., n_mels={n_mels}, frames) with frames >= {min_frames}"
+            f" (at least one analysis window), got {tuple(mel.shape)}"
+        )
     check_finite(mel, name)
-    tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()
-    if nonnegative and not tracing and bool((mel < 0).any()):
+    if nonnegative and not _skip_value_checks(mel) and bool((mel < 0).any()):
         raise ValueError(
             f"{name}: contains negative values (min {float(mel.min()):.3g}); expected a linear"
             " (uncompressed) mel with values >= 0. Did you pass a log-mel with compression='none'?"

@@ -1,0 +1,36 @@
+"""The torch.compile-fused Griffin-Lim kernels give the same results as the eager ones."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from specinv_lightning import MelConfig, MelInverter, MelSpectrogram
+from specinv_lightning.functional import _kernels
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("algorithm", ["fgla", "agla"])
+def test_fused_equals_eager(speech: torch.Tensor, dtype: torch.dtype, algorithm: str) -> None:
+    cfg = MelConfig.from_preset("hifigan", sample_rate=16000, f_max=None)
+    mel = MelSpectrogram(cfg)(speech[:16000].to(dtype)[None].repeat(2, 1))
+    kwargs = dict(n_iter=6, algorithm=algorithm)
+    with torch.inference_mode():
+        eager = MelInverter(cfg, fused=False, **kwargs)(mel)
+        fused = MelInverter(cfg, fused=True, **kwargs)(mel)
+    if _kernels._FAILED:
+        pytest.skip("torch.compile is unavailable here; the eager fallback was used")
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    scale = eager.abs().max()
+    assert (fused - eager).abs().max() <= tol * scale
+
+
+def test_automatic_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    inv = MelInverter("hifigan", n_iter=1)
+    mel = torch.zeros(1, 80, 4)
+    monkeypatch.setenv("SPECINV_LIGHTNING_COMPILE", "0")
+    assert inv._use_fused(mel) is False
+    monkeypatch.setenv("SPECINV_LIGHTNING_COMPILE", "1")
+    with torch.no_grad():
+        assert inv._use_fused(mel) is True
+    assert inv._use_fused(mel.requires_grad_()) is False  # autograd path stays eager
