@@ -126,10 +126,7 @@ class MelInverter(nn.Module):
         self.register_buffer("fb_pinv", filterbank_pinv(fb), persistent=False)
         self.register_buffer("window", make_window(self.config, torch.float64), persistent=False)
         self.lipschitz = filterbank_lipschitz(fb)
-        # fewest frames whose waveform holds one analysis window (and survives reflect padding)
-        self.min_frames = next(
-            t for t in range(1, 1 << 16) if self.config.num_samples(t) >= self.config.min_samples
-        )
+        self.min_frames = self.config.min_frames
 
     def _operators(self, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
         return self.fb.to(dtype), self.fb_pinv.to(dtype), self.window.to(dtype)
@@ -159,7 +156,17 @@ class MelInverter(nn.Module):
     def linear_spectrum(self, mel: Tensor) -> Tensor:
         """Linear spectrum ``|X|^power`` ``(..., n_freqs, frames)`` estimated from a (compressed) mel."""
         mel = self._validate(mel)
-        return self._spectrum(decompress(mel, self.config), *self._operators(mel.dtype)[:2])
+        return self._spectrum(self._decompress(mel), *self._operators(mel.dtype)[:2])
+
+    def _decompress(self, mel: Tensor) -> Tensor:
+        lin = decompress(mel, self.config)
+        if self.config.compression != "none" and not bool(torch.isfinite(lin).all()):
+            raise ValueError(
+                f"mel: values up to {float(mel.max()):.4g} overflow {mel.dtype} when decompressed"
+                f" ({self.config.compression}, multiplier {self.config.log_multiplier}); expected a"
+                " compressed mel in the range the config produces"
+            )
+        return lin
 
     def _spectrum(self, lin: Tensor, fb: Tensor, fb_pinv: Tensor) -> Tensor:
         if self.magnitude == "pinv":
@@ -204,7 +211,11 @@ class MelInverter(nn.Module):
         if length is not None and (isinstance(length, bool) or int(length) < 1):
             raise ValueError(f"length: expected a positive number of samples, got {length!r}")
         fb, fb_pinv, window = self._operators(mel.dtype)
-        lin = decompress(mel, self.config)
+        lin = self._decompress(mel)
+        # Every step is homogeneous of degree 1 in the linear mel, so inverting lin / peak and
+        # scaling back is exact; it keeps |STFT|^2 inside float32 range for any valid mel.
+        peak = lin.detach().amax(dim=(-2, -1), keepdim=True).clamp(min=torch.finfo(lin.dtype).tiny)
+        lin = lin / peak
         spectrum = self._spectrum(lin, fb, fb_pinv)
         update = None
         if self.mel_consistent:
@@ -215,7 +226,7 @@ class MelInverter(nn.Module):
 
         if generator is None and init is None and self.init == "random" and self.seed is not None:
             generator = torch.Generator(device=mel.device).manual_seed(self.seed)
-        return griffin_lim(
+        wave = griffin_lim(
             self._root(spectrum),
             self.config,
             n_iter=self.n_iter,
@@ -232,6 +243,7 @@ class MelInverter(nn.Module):
             fused=self._use_fused(mel),
             window=window,
         )
+        return wave * self._root(peak.squeeze(-1))
 
     def _use_fused(self, mel: Tensor) -> bool:
         if self.fused is not None:
