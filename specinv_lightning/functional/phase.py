@@ -171,7 +171,7 @@ def griffin_lim(
 
     def step(
         c: Tensor, t_prev: Tensor | None, d: Tensor | None, target: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
         # P_A: target magnitude with the phase of c (real-view arithmetic: much faster on CPU)
         cr = torch.view_as_real(c)
         applied = torch.view_as_complex(
@@ -192,19 +192,19 @@ def griffin_lim(
             d = torch.view_as_complex(torch.lerp(pr, tr, 1.0 + beta)) if use_agla else None
         if magnitude_update is not None:
             target = to_frames(magnitude_update(from_frames(mag_t)))
-        return c, t, d, target, applied
+        return c, t, d, target
 
     use_checkpoint = checkpoint and torch.is_grad_enabled()
     t_prev: Tensor | None = None
     d: Tensor | None = None
     target = mag
-    applied = c
     for _ in range(n_iter):
         if use_checkpoint:
-            c, t_prev, d, target, applied = torch.utils.checkpoint.checkpoint(
+            c, t_prev, d, target = torch.utils.checkpoint.checkpoint(
                 step, c, t_prev, d, target, use_reentrant=False
             )
         else:
-            c, t_prev, d, target, applied = step(c, t_prev, d, target)
-    # the waveform of the last iteration (its STFT is t_n), at the requested length
-    return synthesize(applied, out_len)
+            c, t_prev, d, target = step(c, t_prev, d, target)
+    # after n iterations: the iSTFT of P_A(c_n) (as torchaudio's GriffinLim), at the requested length
+    cr = torch.view_as_real(c)
+    return synthesize(torch.view_as_complex(apply_kernel(cr, target, eps)), out_len)
