@@ -26,7 +26,15 @@ def apply_magnitude(cr: Tensor, target: Tensor, eps: Tensor) -> Tensor:
 
 
 def extrapolate(tr: Tensor, pr: Tensor, weight: float) -> tuple[Tensor, Tensor]:
-    """``(lerp(pr, tr, weight), |t|)`` on real views: the momentum step and the magnitude of ``t``."""
+    """``(lerp(pr, tr, weight), |t|)`` on real views: the momentum step and the magnitude of ``t``.
+
+    ``|t|`` comes from the complex ``abs``, whose gradient is 0 (not NaN) where ``t = 0``.
+    """
+    return torch.lerp(pr, tr, weight), torch.view_as_complex(tr).abs()
+
+
+def _extrapolate_fusable(tr: Tensor, pr: Tensor, weight: float) -> tuple[Tensor, Tensor]:
+    # real arithmetic only (compilers fuse it); used without autograd
     re, im = tr[..., 0], tr[..., 1]
     return torch.lerp(pr, tr, weight), torch.sqrt(re * re + im * im)
 
@@ -71,5 +79,5 @@ def kernels(fused: bool) -> tuple[Callable, Callable]:
         return apply_magnitude, extrapolate
     if not _COMPILED:
         _COMPILED["apply"] = _fallback("apply_magnitude", apply_magnitude)
-        _COMPILED["extrapolate"] = _fallback("extrapolate", extrapolate)
+        _COMPILED["extrapolate"] = _fallback("extrapolate", _extrapolate_fusable)
     return _COMPILED["apply"], _COMPILED["extrapolate"]

@@ -162,16 +162,37 @@ def griffin_lim(
     # relative floor for |c|^2: -140 dB below each item's peak, plus the dtype's tiny
     peak = mag.detach().amax(dim=(-2, -1), keepdim=True)
     eps = (1e-7 * peak).square() + torch.finfo(mag.dtype).tiny
-    c = mag * to_frames(initial_phase(magnitude, init, generator))
+    c0 = mag * to_frames(initial_phase(magnitude, init, generator))
     if n_iter == 0:
-        return synthesize(c, out_len)
+        return synthesize(c0, out_len)
     use_agla = algorithm == "agla"
-
     apply_kernel, extrapolate_kernel = kernels(fused)
 
-    def step(
-        c: Tensor, t_prev: Tensor | None, d: Tensor | None, target: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+    def state(t1: Tensor | None, t0: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``(c_n, target_n, d_n)`` from the last two consistent spectrograms ``t_n``, ``t_{n-1}``.
+
+        Recomputing them instead of carrying them means a checkpointed iteration stores a single
+        complex tensor (its ``t``), shared with the next iteration.
+        """
+        if t1 is None:
+            return c0, mag, None
+        mag_t: Tensor | None = None
+        if t0 is None or momentum == 0.0:
+            c, d = t1, t1
+        else:
+            tr, pr = torch.view_as_real(t1), torch.view_as_real(t0)
+            c_r, mag_t = extrapolate_kernel(tr, pr, 1.0 + momentum)  # t + a (t - t_prev), |t|
+            c = torch.view_as_complex(c_r)
+            d = torch.view_as_complex(torch.lerp(pr, tr, 1.0 + beta)) if use_agla else None
+        target = mag
+        if magnitude_update is not None:
+            if mag_t is None:
+                mag_t = t1.abs()
+            target = to_frames(magnitude_update(from_frames(mag_t)))
+        return c, target, d
+
+    def step(t1: Tensor | None, t0: Tensor | None) -> Tensor:
+        c, target, d = state(t1, t0)
         # P_A: target magnitude with the phase of c (real-view arithmetic: much faster on CPU)
         cr = torch.view_as_real(c)
         applied = torch.view_as_complex(
@@ -180,31 +201,19 @@ def griffin_lim(
         # P_C: STFT of the iSTFT
         proj = stft_frames(istft_frames(applied, config, plan, natural), config, plan.analysis)
         # AGLA: t = (1 - gamma) d + gamma proj
-        t = torch.lerp(d, proj, gamma) if use_agla and d is not None else proj
-        tr = torch.view_as_real(t)
-        if t_prev is None or momentum == 0.0:
-            c, d = t, (t if use_agla else None)
-            mag_t = t.abs() if magnitude_update is not None else None
-        else:
-            pr = torch.view_as_real(t_prev)
-            c_r, mag_t = extrapolate_kernel(tr, pr, 1.0 + momentum)  # t + a (t - t_prev), |t|
-            c = torch.view_as_complex(c_r)
-            d = torch.view_as_complex(torch.lerp(pr, tr, 1.0 + beta)) if use_agla else None
-        if magnitude_update is not None:
-            target = to_frames(magnitude_update(from_frames(mag_t)))
-        return c, t, d, target
+        return torch.lerp(d, proj, gamma) if use_agla and d is not None else proj
 
     use_checkpoint = checkpoint and torch.is_grad_enabled()
-    t_prev: Tensor | None = None
-    d: Tensor | None = None
-    target = mag
+    t1: Tensor | None = None
+    t0: Tensor | None = None
     for _ in range(n_iter):
         if use_checkpoint:
-            c, t_prev, d, target = torch.utils.checkpoint.checkpoint(
-                step, c, t_prev, d, target, use_reentrant=False
-            )
+            t = torch.utils.checkpoint.checkpoint(step, t1, t0, use_reentrant=False)
         else:
-            c, t_prev, d, target = step(c, t_prev, d, target)
+            t = step(t1, t0)
+        t1, t0 = t, t1
     # after n iterations: the iSTFT of P_A(c_n) (as torchaudio's GriffinLim), at the requested length
-    cr = torch.view_as_real(c)
-    return synthesize(torch.view_as_complex(apply_kernel(cr, target, eps)), out_len)
+    c, target, _ = state(t1, t0)
+    return synthesize(
+        torch.view_as_complex(apply_kernel(torch.view_as_real(c), target, eps)), out_len
+    )

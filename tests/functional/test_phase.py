@@ -33,7 +33,7 @@ def test_iterations_reduce_inconsistency(algorithm: str, cfg: MelConfig, speech)
     x = x[: cfg.num_samples(cfg.num_frames(x.shape[-1]) - 1)]
     mag = stft(x, cfg).abs()
     scores = []
-    for n_iter in (1, 8, 32):
+    for n_iter in (0, 8, 32):  # 0 = the random initial phase
         gen = torch.Generator().manual_seed(0)
         wave = griffin_lim(mag, cfg, n_iter=n_iter, algorithm=algorithm, generator=gen)
         assert wave.shape == (cfg.num_samples(mag.shape[-1]),)
