@@ -10,6 +10,14 @@ from specinv_lightning.functional.magnitude import (
     project_onto_mel,
     transpose_spectrum,
 )
+from specinv_lightning.functional.metrics import (
+    log_spectral_distance,
+    mel_consistency,
+    multi_resolution_stft_loss,
+    spectral_convergence,
+    spectral_inconsistency,
+    stft_loss,
+)
 from specinv_lightning.functional.phase import griffin_lim, initial_phase
 from specinv_lightning.functional.stft import (
     istft,
@@ -38,4 +46,12 @@ __all__ = [
     "stft",
     "transpose_spectrum",
     "window_envelope",
+]
+__all__ += [
+    "log_spectral_distance",
+    "mel_consistency",
+    "multi_resolution_stft_loss",
+    "spectral_convergence",
+    "spectral_inconsistency",
+    "stft_loss",
 ]
