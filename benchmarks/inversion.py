@@ -80,18 +80,27 @@ def sc_db(pred: torch.Tensor, target: torch.Tensor) -> float:
     return float((20 * torch.log10(num / den)).mean())
 
 
-def timed(fn: Callable[[], torch.Tensor], repeats: int, device: str) -> tuple[float, torch.Tensor]:
-    out = fn()  # warm-up (and compilation for fused kernels)
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        out = fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+def timed_interleaved(
+    fns: dict[str, Callable[[], torch.Tensor]], repeats: dict[str, int], device: str
+) -> dict[str, tuple[float, torch.Tensor]]:
+    """Median seconds per method, methods interleaved round by round.
+
+    Interleaving keeps the ratios fair when the machine's speed drifts (shared or throttled CPUs).
+    """
+    outputs = {name: fn() for name, fn in fns.items()}  # warm-up (and compilation of fused kernels)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for round_ in range(max(repeats.values())):
+        for name, fn in fns.items():
+            if round_ >= repeats[name]:
+                continue
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            outputs[name] = fn()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(times[name]), outputs[name]) for name in fns}
 
 
 def methods(cfg: MelConfig, mel: torch.Tensor, lin: torch.Tensor, n: int, device: str) -> dict:
@@ -172,22 +181,24 @@ def run(devices: list[str], batches: list[int], repeats: int) -> list[dict]:
             mel = compress(lin, cfg)
             true_mag = stft(clips, cfg).abs()
             fns = methods(cfg, mel.to(device), lin.to(device), n, device)
+            reps = {
+                name: (1 if name.startswith("librosa") and batch > 1 else repeats) for name in fns
+            }
             with torch.inference_mode():
-                for name, fn in fns.items():
-                    reps = 1 if name.startswith("librosa") and batch > 1 else repeats
-                    seconds, wav = timed(fn, reps, device)
-                    wav = wav.detach().float().cpu()[..., :n]
-                    rows.append(
-                        dict(
-                            device=device,
-                            batch=batch,
-                            method=name,
-                            seconds=seconds,
-                            mel_sc=sc_db(ms.linear(wav), lin),
-                            mag_sc=sc_db(stft(wav, cfg).abs(), true_mag),
-                        )
+                results = timed_interleaved(fns, reps, device)
+            for name, (seconds, wav) in results.items():
+                wav = wav.detach().float().cpu()[..., :n]
+                rows.append(
+                    dict(
+                        device=device,
+                        batch=batch,
+                        method=name,
+                        seconds=seconds,
+                        mel_sc=sc_db(ms.linear(wav), lin),
+                        mag_sc=sc_db(stft(wav, cfg).abs(), true_mag),
                     )
-                    print(f"  {device} B={batch} {name}: {seconds:.3f}s", flush=True)
+                )
+                print(f"  {device} B={batch} {name}: {seconds:.3f}s", flush=True)
     return rows
 
 
@@ -236,7 +247,7 @@ def main() -> None:
         "--devices", nargs="+", default=None, help="cpu and/or cuda (default: all present)"
     )
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 16])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     rows = run(devices, args.batches, args.repeats)

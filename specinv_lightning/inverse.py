@@ -11,6 +11,7 @@ from specinv_lightning.functional._kernels import fusion_available
 from specinv_lightning.functional.compression import decompress
 from specinv_lightning.functional.filterbank import mel_filterbank
 from specinv_lightning.functional.magnitude import (
+    active_bins,
     filterbank_lipschitz,
     filterbank_pinv,
     nnls_spectrum,
@@ -127,6 +128,7 @@ class MelInverter(nn.Module):
         self.register_buffer("window", make_window(self.config, torch.float64), persistent=False)
         self.lipschitz = filterbank_lipschitz(fb)
         self.min_frames = self.config.min_frames
+        self.bins = active_bins(fb)
 
     def _operators(self, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
         return self.fb.to(dtype), self.fb_pinv.to(dtype), self.window.to(dtype)
@@ -222,7 +224,7 @@ class MelInverter(nn.Module):
 
             def update(consistent_mag: Tensor) -> Tensor:
                 current = consistent_mag.square() if self.config.power == 2.0 else consistent_mag
-                return self._root(project_onto_mel(current, lin, fb, fb_pinv))
+                return self._root(project_onto_mel(current, lin, fb, fb_pinv, self.bins))
 
         if generator is None and init is None and self.init == "random" and self.seed is not None:
             generator = torch.Generator(device=mel.device).manual_seed(self.seed)

@@ -3,6 +3,7 @@
 from specinv_lightning.functional.compression import compress, decompress
 from specinv_lightning.functional.filterbank import hz_to_mel, mel_filterbank, mel_to_hz
 from specinv_lightning.functional.magnitude import (
+    active_bins,
     filterbank_lipschitz,
     filterbank_pinv,
     nnls_spectrum,
@@ -28,6 +29,7 @@ from specinv_lightning.functional.stft import (
 )
 
 __all__ = [
+    "active_bins",
     "compress",
     "decompress",
     "filterbank_lipschitz",

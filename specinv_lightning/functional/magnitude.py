@@ -17,6 +17,7 @@ __all__ = [
     "transpose_spectrum",
     "nnls_spectrum",
     "project_onto_mel",
+    "active_bins",
 ]
 
 
@@ -48,13 +49,52 @@ def transpose_spectrum(mel: Tensor, fb: Tensor) -> Tensor:
     )
 
 
-def project_onto_mel(spectrum: Tensor, mel: Tensor, fb: Tensor, fb_pinv: Tensor) -> Tensor:
-    """``clamp(S + P (M - F S), 0)``: move ``S`` onto ``{S : F S = M}`` (least change), keep it >= 0."""
+def active_bins(fb: Tensor) -> tuple[int, int]:
+    """``(first, last + 1)`` of the frequency bins any filter touches.
+
+    Bins outside (above ``f_max``, below ``f_min``) have zero columns in ``F`` and zero rows in its
+    pseudo-inverse, so mel products can skip them exactly.
+    """
+    used = torch.nonzero(fb.abs().sum(dim=0) > 0).flatten()
+    if used.numel() == 0:
+        return 0, fb.shape[1]
+    return int(used[0]), int(used[-1]) + 1
+
+
+def project_onto_mel(
+    spectrum: Tensor,
+    mel: Tensor,
+    fb: Tensor,
+    fb_pinv: Tensor,
+    bins: tuple[int, int] | None = None,
+) -> Tensor:
+    """``clamp(S + P (M - F S), 0)``: move ``S`` onto ``{S : F S = M}`` (least change), keep it >= 0.
+
+    Args:
+        spectrum: ``S >= 0``, ``(..., n_freqs, frames)``.
+        mel: ``M``, ``(..., n_mels, frames)``.
+        fb: ``F``, ``(n_mels, n_freqs)``.
+        fb_pinv: ``P``, ``(n_freqs, n_mels)``.
+        bins: Optional :func:`active_bins` of ``fb``; bins outside pass through unchanged (exact,
+            since ``F`` and ``P`` vanish there), which saves GEMM work.
+    """
+    n_freqs, n_mels = spectrum.shape[-2], fb.shape[0]
+    lo, hi = (0, n_freqs) if bins is None else bins
+    lo -= lo % 16  # keep the GEMM operands' rows aligned
     # frame-major GEMMs: (..., T, F) @ (F, M); a transposed view of a frame-major spectrum is free
     spec_t = spectrum.transpose(-1, -2)
-    # (-F S) + M rather than M - F S: the result takes the GEMM's contiguous layout
-    residual_t = torch.matmul(spec_t, fb.t().neg()) + mel.transpose(-1, -2)
-    return (spec_t + torch.matmul(residual_t, fb_pinv.t())).clamp(min=0.0).transpose(-1, -2)
+    if mel.shape[:-2] != spectrum.shape[:-2]:  # broadcasting: plain (slower) path
+        residual_t = mel.transpose(-1, -2) - torch.matmul(spec_t, fb.t())
+        return (spec_t + torch.matmul(residual_t, fb_pinv.t())).clamp(min=0.0).transpose(-1, -2)
+    lead = spec_t.shape[:-1]
+    flat = spec_t.reshape(-1, n_freqs)
+    active = flat[:, lo:hi]
+    mel_flat = mel.transpose(-1, -2).reshape(-1, n_mels)
+    residual = torch.addmm(mel_flat, active, fb[:, lo:hi].t(), alpha=-1.0)  # M - F S
+    updated = torch.addmm(active, residual, fb_pinv[lo:hi].t()).clamp(min=0.0)  # S + P r
+    if (lo, hi) != (0, n_freqs):
+        updated = torch.cat([flat[:, :lo], updated, flat[:, hi:]], dim=-1)
+    return updated.reshape(*lead, n_freqs).transpose(-1, -2)
 
 
 def nnls_spectrum(
