@@ -123,8 +123,8 @@ def griffin_lim(
         >>> x = torch.randn(2, 8000)
         >>> from specinv_lightning.functional import stft
         >>> mag = stft(x, cfg).abs()
-        >>> griffin_lim(mag, cfg, n_iter=4).shape
-        torch.Size([2, 8064])
+        >>> griffin_lim(mag, cfg, n_iter=4, length=8000).shape
+        torch.Size([2, 8000])
     """
     magnitude = check_tensor(magnitude, "magnitude", min_dim=2)
     if magnitude.is_complex():
