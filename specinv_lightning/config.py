@@ -12,7 +12,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MelConfig", "PRESETS", "WINDOWS", "COMPRESSIONS"]
+__all__ = ["MelConfig", "PRESETS", "WINDOWS", "COMPRESSIONS", "as_config"]
 
 WINDOWS = ("hann", "hamming", "blackman", "rectangular")
 COMPRESSIONS = ("none", "log", "log10", "db")
@@ -463,3 +463,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 PRESETS["bigvgan"] = PRESETS["bigvgan-24k-100"]
+
+
+def as_config(config: MelConfig | str | dict) -> MelConfig:
+    """Accept a :class:`MelConfig`, a preset name or a dict (e.g. from LightningCLI YAML)."""
+    if isinstance(config, MelConfig):
+        return config
+    if isinstance(config, str):
+        return MelConfig.from_preset(config)
+    if isinstance(config, dict):
+        return MelConfig.from_dict(config)
+    raise ValueError(
+        f"config: expected a MelConfig, preset name or dict, got {type(config).__name__}"
+    )

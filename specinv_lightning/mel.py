@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from specinv_lightning.config import MelConfig
+from specinv_lightning.config import MelConfig, as_config
 from specinv_lightning.functional._checks import check_waveform
 from specinv_lightning.functional.compression import compress
 from specinv_lightning.functional.filterbank import mel_filterbank
 from specinv_lightning.functional.stft import make_window, spectrogram_magnitude, stft
 
-__all__ = ["MelSpectrogram"]
+__all__ = ["MelSpectrogram", "as_config"]
 
 
 class MelSpectrogram(nn.Module):
@@ -52,16 +52,3 @@ class MelSpectrogram(nn.Module):
     def forward(self, waveform: Tensor) -> Tensor:
         """Compressed mel ``(..., n_mels, frames)`` of a real waveform ``(..., samples)``."""
         return compress(self.linear(waveform), self.config)
-
-
-def as_config(config: MelConfig | str | dict) -> MelConfig:
-    """Accept a :class:`MelConfig`, a preset name or a dict (e.g. from LightningCLI YAML)."""
-    if isinstance(config, MelConfig):
-        return config
-    if isinstance(config, str):
-        return MelConfig.from_preset(config)
-    if isinstance(config, dict):
-        return MelConfig.from_dict(config)
-    raise ValueError(
-        f"config: expected a MelConfig, preset name or dict, got {type(config).__name__}"
-    )

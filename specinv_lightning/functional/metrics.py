@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from specinv_lightning.config import MelConfig
+from specinv_lightning.config import MelConfig, as_config
 from specinv_lightning.functional._checks import (
     check_finite,
     check_mel,
@@ -62,18 +62,6 @@ def _reduce(values: Tensor, reduction: str) -> Tensor:
     if reduction == "sum":
         return values.sum()
     return values
-
-
-def _as_config(config: MelConfig | str | dict) -> MelConfig:
-    if isinstance(config, MelConfig):
-        return config
-    if isinstance(config, str):
-        return MelConfig.from_preset(config)
-    if isinstance(config, dict):
-        return MelConfig.from_dict(config)
-    raise ValueError(
-        f"config: expected a MelConfig, preset name or dict, got {type(config).__name__}"
-    )
 
 
 def _check_pair(preds: object, target: object) -> tuple[Tensor, Tensor]:
@@ -297,7 +285,7 @@ def mel_consistency(
         True
     """
     _check_reduction(reduction)
-    config = _as_config(config)
+    config = as_config(config)
     waveform = check_waveform(waveform, config.min_samples, "waveform")
     mel = check_mel(mel, config.n_mels, "mel", nonnegative=config.compression == "none")
     if waveform.shape[:-1] != mel.shape[:-2]:
@@ -361,7 +349,7 @@ def spectral_inconsistency(
         True
     """
     _check_reduction(reduction)
-    config = _as_config(config)
+    config = as_config(config)
     spec = check_tensor(spec, "spec", min_dim=2)
     if not spec.is_complex():
         raise ValueError(f"spec: expected a complex spectrogram, got dtype {spec.dtype}")
