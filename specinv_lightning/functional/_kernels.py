@@ -63,12 +63,18 @@ def fusion_available() -> bool:
     return not _FAILED and os.environ.get("SPECINV_LIGHTNING_COMPILE", "1") != "0"
 
 
-def _fallback(name: str, eager: Callable) -> Callable:
-    compiled = torch.compile(eager, dynamic=True)
+def _fallback(name: str, fusable: Callable, eager: Callable) -> Callable:
+    """Run the compiled ``fusable`` kernel; use the grad-safe ``eager`` one under autograd
+    (the fusable forms, e.g. ``sqrt(re^2 + im^2)``, have infinite derivatives at 0) or once
+    compilation has failed in this process."""
+    compiled = torch.compile(fusable, dynamic=True)
 
     def run(*args):  # noqa: ANN202
         global _FAILED
-        if not _FAILED:
+        needs_grad = torch.is_grad_enabled() and any(
+            isinstance(a, Tensor) and a.requires_grad for a in args
+        )
+        if not _FAILED and not needs_grad:
             try:
                 return compiled(*args)
             except Exception as err:  # compiler missing or unsupported op: stay correct, go eager
@@ -89,6 +95,6 @@ def kernels(fused: bool) -> tuple[Callable, Callable]:
     if not fused or _FAILED:
         return apply_magnitude, extrapolate
     if not _COMPILED:
-        _COMPILED["apply"] = _fallback("apply_magnitude", _apply_magnitude_fusable)
-        _COMPILED["extrapolate"] = _fallback("extrapolate", _extrapolate_fusable)
+        _COMPILED["apply"] = _fallback("apply_magnitude", _apply_magnitude_fusable, apply_magnitude)
+        _COMPILED["extrapolate"] = _fallback("extrapolate", _extrapolate_fusable, extrapolate)
     return _COMPILED["apply"], _COMPILED["extrapolate"]
