@@ -203,7 +203,7 @@ class MelConfig:
         ``num_frames * hop_length`` for HiFi-GAN-style padding.
         """
         if self.center:
-            return (num_frames - 1) * self.hop_length
+            return (num_frames - 1) * self.hop_length - 2 * self.manual_pad
         return (num_frames - 1) * self.hop_length + self.n_fft - 2 * self.manual_pad
 
     # ------------------------------------------------------------------ presets & (de)serialisation

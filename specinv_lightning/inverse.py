@@ -17,6 +17,7 @@ from specinv_lightning.functional.magnitude import (
     nnls_spectrum,
     pinv_spectrum,
     project_onto_mel,
+    project_onto_mel_,
     transpose_spectrum,
 )
 from specinv_lightning.functional.phase import ALGORITHMS, griffin_lim
@@ -212,6 +213,15 @@ class MelInverter(nn.Module):
         mel = self._validate(mel)
         if length is not None and (isinstance(length, bool) or int(length) < 1):
             raise ValueError(f"length: expected a positive number of samples, got {length!r}")
+        if (
+            torch.is_grad_enabled()
+            and not mel.requires_grad
+            and not (init is not None and init.requires_grad)
+        ):
+            # nothing to differentiate (the module has no parameters): take the no-autograd path,
+            # which reuses its buffers across iterations
+            with torch.no_grad():
+                return self.forward(mel, length, init, generator)
         fb, fb_pinv, window = self._operators(mel.dtype)
         lin = self._decompress(mel)
         # Every step is homogeneous of degree 1 in the linear mel, so inverting lin / peak and
@@ -221,10 +231,20 @@ class MelInverter(nn.Module):
         spectrum = self._spectrum(lin, fb, fb_pinv)
         update = None
         if self.mel_consistent:
+            # frame-major copy of the mel: the projection's GEMMs then read it without a copy
+            lin_fm = lin.detach().transpose(-1, -2).contiguous().transpose(-1, -2)
 
             def update(consistent_mag: Tensor) -> Tensor:
-                current = consistent_mag.square() if self.config.power == 2.0 else consistent_mag
-                return self._root(project_onto_mel(current, lin, fb, fb_pinv, self.bins))
+                if torch.is_grad_enabled():
+                    power = consistent_mag.square() if self.config.power == 2.0 else consistent_mag
+                    return self._root(project_onto_mel(power, lin, fb, fb_pinv, self.bins))
+                # no autograd: griffin_lim hands over a scratch buffer, updated in place
+                if self.config.power == 2.0:
+                    consistent_mag.square_()
+                project_onto_mel_(consistent_mag, lin_fm, fb, fb_pinv, self.bins)
+                if self.config.power == 2.0:
+                    consistent_mag.clamp_(min=_POWER_FLOOR).sqrt_()
+                return consistent_mag
 
         if generator is None and init is None and self.init == "random" and self.seed is not None:
             generator = torch.Generator(device=mel.device).manual_seed(self.seed)

@@ -9,6 +9,7 @@ from specinv_lightning.functional.magnitude import (
     nnls_spectrum,
     pinv_spectrum,
     project_onto_mel,
+    project_onto_mel_,
     transpose_spectrum,
 )
 from specinv_lightning.functional.metrics import (
@@ -44,6 +45,7 @@ __all__ = [
     "nnls_spectrum",
     "pinv_spectrum",
     "project_onto_mel",
+    "project_onto_mel_",
     "spectrogram_magnitude",
     "stft",
     "transpose_spectrum",

@@ -15,7 +15,15 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["apply_magnitude", "extrapolate", "kernels", "fusion_available"]
+__all__ = [
+    "apply_magnitude",
+    "extrapolate",
+    "apply_magnitude_",
+    "extrapolate_into",
+    "kernels",
+    "inplace_kernels",
+    "fusion_available",
+]
 
 
 def apply_magnitude(cr: Tensor, target: Tensor, eps: Tensor) -> Tensor:
@@ -33,6 +41,19 @@ def extrapolate(tr: Tensor, pr: Tensor, weight: float) -> tuple[Tensor, Tensor]:
     return torch.lerp(pr, tr, weight), torch.view_as_complex(tr).abs()
 
 
+def apply_magnitude_(cr: Tensor, target: Tensor, eps: Tensor) -> None:
+    """In-place :func:`apply_magnitude` (no autograd): ``cr <- target * c / |c|``."""
+    re, im = cr[..., 0], cr[..., 1]
+    scale = torch.rsqrt(re * re + im * im + eps).mul_(target)
+    cr.mul_(scale.unsqueeze(-1))
+
+
+def extrapolate_into(c_out: Tensor, mag_out: Tensor, tr: Tensor, pr: Tensor, weight: float) -> None:
+    """:func:`extrapolate` into preallocated real views (no autograd)."""
+    torch.lerp(pr, tr, weight, out=c_out)
+    torch.hypot(tr[..., 0], tr[..., 1], out=mag_out)
+
+
 # The fusable variants write real and imaginary parts as separate outputs stacked at the end:
 # inductor vectorises that layout far better than interleaved strided access (2-3x on CPU).
 
@@ -48,6 +69,18 @@ def _extrapolate_fusable(tr: Tensor, pr: Tensor, weight: float) -> tuple[Tensor,
     pre, pim = pr.unbind(-1)
     out = torch.stack((pre + weight * (re - pre), pim + weight * (im - pim)), -1)
     return out, torch.sqrt(re * re + im * im)
+
+
+def _apply_magnitude_inplace_fusable(cr: Tensor, target: Tensor, eps: Tensor) -> None:
+    cr.copy_(_apply_magnitude_fusable(cr, target, eps))
+
+
+def _extrapolate_into_fusable(
+    c_out: Tensor, mag_out: Tensor, tr: Tensor, pr: Tensor, weight: float
+) -> None:
+    c, mag = _extrapolate_fusable(tr, pr, weight)
+    c_out.copy_(c)
+    mag_out.copy_(mag)
 
 
 _COMPILED: dict[str, Callable] = {}
@@ -94,7 +127,21 @@ def kernels(fused: bool) -> tuple[Callable, Callable]:
     """``(apply_magnitude, extrapolate)``, compiled when ``fused`` and fusion is available."""
     if not fused or _FAILED:
         return apply_magnitude, extrapolate
-    if not _COMPILED:
+    if "apply" not in _COMPILED:
         _COMPILED["apply"] = _fallback("apply_magnitude", _apply_magnitude_fusable, apply_magnitude)
         _COMPILED["extrapolate"] = _fallback("extrapolate", _extrapolate_fusable, extrapolate)
     return _COMPILED["apply"], _COMPILED["extrapolate"]
+
+
+def inplace_kernels(fused: bool) -> tuple[Callable, Callable]:
+    """``(apply_magnitude_, extrapolate_into)`` for the no-autograd loop, compiled when ``fused``."""
+    if not fused or _FAILED:
+        return apply_magnitude_, extrapolate_into
+    if "apply_" not in _COMPILED:
+        _COMPILED["apply_"] = _fallback(
+            "apply_magnitude_", _apply_magnitude_inplace_fusable, apply_magnitude_
+        )
+        _COMPILED["extrapolate_into"] = _fallback(
+            "extrapolate_into", _extrapolate_into_fusable, extrapolate_into
+        )
+    return _COMPILED["apply_"], _COMPILED["extrapolate_into"]

@@ -17,6 +17,7 @@ __all__ = [
     "transpose_spectrum",
     "nnls_spectrum",
     "project_onto_mel",
+    "project_onto_mel_",
     "active_bins",
 ]
 
@@ -95,6 +96,32 @@ def project_onto_mel(
     if (lo, hi) != (0, n_freqs):
         updated = torch.cat([flat[:, :lo], updated, flat[:, hi:]], dim=-1)
     return updated.reshape(*lead, n_freqs).transpose(-1, -2)
+
+
+def project_onto_mel_(
+    spectrum: Tensor,
+    mel: Tensor,
+    fb: Tensor,
+    fb_pinv: Tensor,
+    bins: tuple[int, int] | None = None,
+) -> Tensor:
+    """In-place :func:`project_onto_mel` (no autograd): overwrites ``spectrum`` and returns it.
+
+    Works without temporaries the size of the spectrum when ``spectrum`` is frame-major (its
+    ``transpose(-1, -2)`` is contiguous, as in phase retrieval) and ``mel`` has its batch shape;
+    otherwise it computes :func:`project_onto_mel` and copies the result in.
+    """
+    spec_t = spectrum.transpose(-1, -2)
+    if mel.shape[:-2] != spectrum.shape[:-2] or not spec_t.is_contiguous():
+        return spectrum.copy_(project_onto_mel(spectrum, mel, fb, fb_pinv, bins))
+    n_freqs, n_mels = spectrum.shape[-2], fb.shape[0]
+    lo, hi = (0, n_freqs) if bins is None else bins
+    lo -= lo % 16
+    active = spec_t.reshape(-1, n_freqs)[:, lo:hi]
+    mel_flat = mel.transpose(-1, -2).reshape(-1, n_mels)
+    residual = torch.addmm(mel_flat, active, fb[:, lo:hi].t(), alpha=-1.0)  # M - F S
+    active.addmm_(residual, fb_pinv[lo:hi].t()).clamp_(min=0.0)  # S + P r, >= 0
+    return spectrum
 
 
 def nnls_spectrum(

@@ -16,8 +16,16 @@ from torch import Tensor
 
 from specinv_lightning.config import MelConfig
 from specinv_lightning.functional._checks import check_finite, check_tensor
-from specinv_lightning.functional._kernels import kernels
-from specinv_lightning.functional.stft import istft_frames, make_plan, make_window, stft_frames
+from specinv_lightning.functional._kernels import inplace_kernels, kernels
+from specinv_lightning.functional.stft import (
+    StftPlan,
+    istft_frames,
+    make_plan,
+    make_window,
+    project_consistent_,
+    stft_frames,
+    supports_inplace_projection,
+)
 
 __all__ = ["griffin_lim", "initial_phase", "ALGORITHMS"]
 
@@ -104,7 +112,8 @@ def griffin_lim(
         length: Output length in samples (default :meth:`MelConfig.num_samples`).
         magnitude_update: Optional ``f(|t_n|) -> A_n`` called after every iteration with the
             magnitude of the current consistent spectrogram; the returned magnitude is the target
-            of the next iteration (mel-consistent phase retrieval).
+            of the next iteration (mel-consistent phase retrieval). Without autograd the tensor
+            passed is a scratch buffer that ``magnitude_update`` may overwrite and return.
         detach_phase: Stop gradients through the phase path (gradients then flow only through the
             magnitude applied at each step).
         checkpoint: Gradient checkpointing of every iteration: backward recomputes each
@@ -114,6 +123,10 @@ def griffin_lim(
             (one pass instead of several; falls back to eager where compilation is unavailable;
             ``SPECINV_LIGHTNING_COMPILE=0`` disables it). Results are equal to eager ones.
         window: Optional precomputed :func:`~specinv_lightning.functional.make_window`.
+
+    Without autograd (``torch.no_grad``/``inference_mode``) the iterations run in preallocated
+    buffers with in-place updates (same arithmetic, no per-iteration allocation), for every
+    padding scheme :func:`~specinv_lightning.functional.stft.supports_inplace_projection` accepts.
 
     Returns:
         Waveform ``(..., samples)``.
@@ -166,6 +179,14 @@ def griffin_lim(
     if n_iter == 0:
         return synthesize(c0, out_len)
     use_agla = algorithm == "agla"
+    if not torch.is_grad_enabled() and supports_inplace_projection(config, num_frames):
+        # no autograd: the same iterations in preallocated buffers (no per-iteration allocation)
+        final = _retrieve_in_place(
+            c0, mag, eps, config, plan, n_iter, momentum, beta, gamma, use_agla, fused,
+            None if magnitude_update is None
+            else lambda m: to_frames(magnitude_update(from_frames(m))),
+        )  # fmt: skip
+        return synthesize(final, out_len)
     apply_kernel, extrapolate_kernel = kernels(fused)
 
     def state(t1: Tensor | None, t0: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -217,3 +238,63 @@ def griffin_lim(
     return synthesize(
         torch.view_as_complex(apply_kernel(torch.view_as_real(c), target, eps)), out_len
     )
+
+
+def _retrieve_in_place(
+    c0: Tensor,
+    mag: Tensor,
+    eps: Tensor,
+    config: MelConfig,
+    plan: StftPlan,
+    n_iter: int,
+    momentum: float,
+    beta: float,
+    gamma: float,
+    use_agla: bool,
+    fused: bool,
+    update: Callable[[Tensor], Tensor] | None,
+) -> Tensor:
+    """The iterations of :func:`griffin_lim` without autograd, in preallocated buffers.
+
+    Frame-major ``c0``/``mag`` ``(batch, frames, n_freqs)``; ``c0`` is overwritten. ``update``
+    (frame-major) may overwrite the magnitude buffer it is given. Returns ``P_A(c_N)``, the
+    spectrogram the waveform is synthesised from: the same arithmetic as the autograd loop.
+    """
+    apply_, extrapolate_into = inplace_kernels(fused)
+    batch, num_frames, _ = c0.shape
+    segments = -(-config.n_fft // config.hop_length)
+    frames = mag.new_empty(batch, num_frames, config.n_fft)
+    signal = mag.new_empty(batch, (num_frames + segments - 1) * config.hop_length)
+    t_bufs = [torch.empty_like(c0), torch.empty_like(c0)]
+    proj = torch.empty_like(c0) if use_agla else None
+    mag_t = torch.empty_like(mag)
+    c = c0
+    target = mag
+    t1: Tensor | None = None
+    t0: Tensor | None = None
+    for it in range(n_iter + 1):
+        if t1 is not None:
+            # c_n = t_n + momentum (t_n - t_(n-1)) into c (no longer needed), |t_n| into mag_t
+            tr = torch.view_as_real(t1)
+            pr = tr if t0 is None or momentum == 0.0 else torch.view_as_real(t0)
+            extrapolate_into(torch.view_as_real(c), mag_t, tr, pr, 1.0 + momentum)
+            target = mag if update is None else update(mag_t)
+            if use_agla and t0 is not None:  # d_n = t_n + beta (t_n - t_(n-1)), into t0
+                torch.lerp(pr, tr, 1.0 + beta, out=torch.view_as_real(t0))
+        apply_(torch.view_as_real(c), target, eps)  # P_A, in place
+        if it == n_iter:
+            return c
+        # P_C: the new t goes into the buffer of t_(n-1), which is no longer needed
+        dest = t_bufs[it % 2]
+        if proj is None:
+            project_consistent_(c, config, plan, dest, frames, signal)
+        else:  # AGLA: t = lerp(d, P_C(P_A(c)), gamma), d = t_n before the second iteration
+            project_consistent_(c, config, plan, proj, frames, signal)
+            if t1 is None:
+                dest.copy_(proj)
+            else:
+                if t0 is None:
+                    dest.copy_(t1)
+                torch.lerp(dest, proj, gamma, out=dest)
+        t1, t0 = dest, t1
+    return c

@@ -25,6 +25,8 @@ __all__ = [
     "make_plan",
     "stft_frames",
     "istft_frames",
+    "supports_inplace_projection",
+    "project_consistent_",
 ]
 
 _WINDOW_FNS = {
@@ -123,6 +125,82 @@ def istft_frames(spec: Tensor, config: MelConfig, plan: StftPlan, length: int) -
     if signal.shape[-1] < length:
         signal = F.pad(signal, (0, length - signal.shape[-1]))
     return signal
+
+
+def supports_inplace_projection(config: MelConfig, num_frames: int) -> bool:
+    """Whether :func:`project_consistent_` handles this config's padding for ``num_frames`` frames.
+
+    Centred STFTs (even ``n_fft``) with any ``pad_mode`` and uncentred ones with or without
+    ``manual_pad``; not the combination of centring and ``manual_pad``, nor signals too short to pad.
+    """
+    if config.center and (config.manual_pad or config.n_fft % 2):
+        return False
+    pad = config.n_fft // 2 if config.center else config.manual_pad
+    return pad == 0 or config.num_samples(num_frames) > pad
+
+
+def _pad_in_place(signal: Tensor, pad: int, natural: int, mode: str) -> None:
+    """Overwrite the ``pad`` samples on each side of ``signal[:, pad : pad + natural]`` as
+    ``F.pad(..., mode=mode)`` would fill them."""
+    if pad == 0:
+        return
+    end = pad + natural
+    if mode == "reflect":
+        signal[:, :pad] = signal[:, pad + 1 : 2 * pad + 1].flip(-1)
+        signal[:, end:] = signal[:, natural - 1 : end - 1].flip(-1)
+    elif mode == "constant":
+        signal[:, :pad] = 0.0
+        signal[:, end:] = 0.0
+    elif mode == "replicate":
+        signal[:, :pad] = signal[:, pad : pad + 1]
+        signal[:, end:] = signal[:, end - 1 : end]
+    else:  # circular
+        signal[:, :pad] = signal[:, natural:end]
+        signal[:, end:] = signal[:, pad : 2 * pad]
+
+
+def project_consistent_(
+    spec: Tensor,
+    config: MelConfig,
+    plan: StftPlan,
+    out: Tensor,
+    frames: Tensor,
+    signal: Tensor,
+) -> Tensor:
+    """``out <- STFT(iSTFT(spec))`` (the projection onto consistent spectrograms) without allocating.
+
+    The no-autograd fast path of phase retrieval: the same arithmetic as
+    ``stft_frames(istft_frames(spec, ...), ...)``, written into preallocated buffers, with the
+    synthesis window folded into the overlap-add and the padding of the forward transform filled
+    in place. Requires :func:`supports_inplace_projection`.
+
+    Args:
+        spec: Frame-major complex ``(batch, frames, n_freqs)``.
+        config: The transform.
+        plan: :func:`make_plan` for this number of frames.
+        out: Complex ``(batch, frames, n_freqs)`` receiving the result (not ``spec``).
+        frames: Real scratch ``(batch, frames, n_fft)``.
+        signal: Real scratch ``(batch, ceil(n_fft / hop) * hop + hop * (frames - 1))``.
+    """
+    batch, num_frames, _ = spec.shape
+    n_fft, hop = config.n_fft, config.hop_length
+    segments = -(-n_fft // hop)
+    torch.fft.irfft(spec, n=n_fft, dim=-1, out=frames)
+    # overlap-add of the windowed frames: one strided multiply-add per frame segment
+    rows = signal.view(batch, num_frames + segments - 1, hop)
+    torch.mul(frames[:, :, :hop], plan.synthesis[:hop], out=rows[:, :num_frames])
+    rows[:, num_frames:].zero_()
+    for r in range(1, segments):
+        lo, hi = r * hop, min(n_fft, (r + 1) * hop)
+        rows[:, r : r + num_frames, : hi - lo].addcmul_(frames[:, :, lo:hi], plan.synthesis[lo:hi])
+    total = n_fft + hop * (num_frames - 1)
+    used = signal[:, :total]
+    used.mul_(plan.inv_envelope)
+    pad = n_fft // 2 if config.center else config.manual_pad
+    mode = config.pad_mode if config.center else "reflect"
+    _pad_in_place(used, pad, config.num_samples(num_frames), mode)
+    torch.mul(used.unfold(-1, n_fft, hop), plan.analysis, out=frames)
+    return torch.fft.rfft(frames, dim=-1, out=out)
 
 
 def stft(waveform: Tensor, config: MelConfig, window: Tensor | None = None) -> Tensor:
