@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -11,7 +13,9 @@ from specinv_lightning.functional._kernels import fusion_available
 from specinv_lightning.functional.compression import decompress
 from specinv_lightning.functional.filterbank import mel_filterbank
 from specinv_lightning.functional.magnitude import (
+    BandedFilterbank,
     active_bins,
+    filterbank_blocks,
     filterbank_lipschitz,
     filterbank_pinv,
     nnls_spectrum,
@@ -130,6 +134,9 @@ class MelInverter(nn.Module):
         self.lipschitz = filterbank_lipschitz(fb)
         self.min_frames = self.config.min_frames
         self.bins = active_bins(fb)
+        banded = filterbank_blocks(fb)
+        self.register_buffer("fb_gram_pinv", banded.gram_pinv, persistent=False)
+        self._blocks = (banded.bins, banded.mels)
 
     def _operators(self, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
         return self.fb.to(dtype), self.fb_pinv.to(dtype), self.window.to(dtype)
@@ -222,6 +229,68 @@ class MelInverter(nn.Module):
             # which reuses its buffers across iterations
             with torch.no_grad():
                 return self.forward(mel, length, init, generator)
+        if not torch.is_grad_enabled() and mel.device.type == "cpu":
+            items = mel.reshape(-1, *mel.shape[-2:])
+            chunk = self._cpu_chunk(mel)
+            if items.shape[0] > chunk:
+                count = -(-items.shape[0] // chunk)
+                chunk = -(-items.shape[0] // count)  # balanced: 16 items by at most 5 -> 4 x 4
+                return self._invert_in_chunks(mel, items, chunk, length, init, generator)
+        return self._invert(mel, length, init, generator)
+
+    # Working set of one item in the no-autograd loop, in elements per frame: the iSTFT frames
+    # (n_fft) and four spectrogram-sized buffers (t_n, t_(n-1), c: complex; |t|: real).
+    _CPU_CHUNK_BYTES = 24 * 2**20
+
+    def _cpu_chunk(self, mel: Tensor) -> int:
+        """Items per chunk so that one chunk's working set stays in a typical CPU's L3 cache."""
+        per_frame = self.config.n_fft + 7 * self.config.n_freqs
+        per_item = mel.shape[-1] * per_frame * mel.element_size()
+        return max(1, self._CPU_CHUNK_BYTES // per_item)
+
+    def _invert_in_chunks(
+        self,
+        mel: Tensor,
+        items: Tensor,
+        chunk: int,
+        length: int | None,
+        init: Tensor | None,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        """No-autograd CPU inversion a few items at a time (each chunk's buffers stay in cache).
+
+        The random initial phases are drawn for the whole batch first, so the result equals the
+        one-shot inversion's.
+        """
+        shape = (*mel.shape[:-2], self.config.n_freqs, mel.shape[-1])
+        if init is None and self.init == "random":
+            if generator is None and self.seed is not None:
+                generator = torch.Generator(device=mel.device).manual_seed(self.seed)
+            device = generator.device if generator is not None else mel.device
+            init = torch.rand(shape, generator=generator, dtype=mel.dtype, device=device)
+            init = init.to(mel.device) * (2 * math.pi)
+        if init is not None and tuple(init.shape) != shape:
+            raise ValueError(f"init: expected shape {shape}, got {tuple(init.shape)}")
+        flat_init = None if init is None else init.reshape(-1, *shape[-2:])
+        waves = [
+            self._invert(
+                items[start : start + chunk],
+                length,
+                None if flat_init is None else flat_init[start : start + chunk],
+                generator,
+            )
+            for start in range(0, items.shape[0], chunk)
+        ]
+        out = torch.cat(waves)
+        return out.reshape(*mel.shape[:-2], out.shape[-1])
+
+    def _invert(
+        self,
+        mel: Tensor,
+        length: int | None,
+        init: Tensor | None,
+        generator: torch.Generator | None,
+    ) -> Tensor:
         fb, fb_pinv, window = self._operators(mel.dtype)
         lin = self._decompress(mel)
         # Every step is homogeneous of degree 1 in the linear mel, so inverting lin / peak and
@@ -233,6 +302,7 @@ class MelInverter(nn.Module):
         if self.mel_consistent:
             # frame-major copy of the mel: the projection's GEMMs then read it without a copy
             lin_fm = lin.detach().transpose(-1, -2).contiguous().transpose(-1, -2)
+            banded = BandedFilterbank(fb, self.fb_gram_pinv.to(mel.dtype), *self._blocks)
 
             def update(consistent_mag: Tensor) -> Tensor:
                 if torch.is_grad_enabled():
@@ -241,7 +311,7 @@ class MelInverter(nn.Module):
                 # no autograd: griffin_lim hands over a scratch buffer, updated in place
                 if self.config.power == 2.0:
                     consistent_mag.square_()
-                project_onto_mel_(consistent_mag, lin_fm, fb, fb_pinv, self.bins)
+                project_onto_mel_(consistent_mag, lin_fm, fb, fb_pinv, self.bins, banded)
                 if self.config.power == 2.0:
                     consistent_mag.clamp_(min=_POWER_FLOOR).sqrt_()
                 return consistent_mag

@@ -3,7 +3,9 @@
 from specinv_lightning.functional.compression import compress, decompress
 from specinv_lightning.functional.filterbank import hz_to_mel, mel_filterbank, mel_to_hz
 from specinv_lightning.functional.magnitude import (
+    BandedFilterbank,
     active_bins,
+    filterbank_blocks,
     filterbank_lipschitz,
     filterbank_pinv,
     nnls_spectrum,
@@ -46,6 +48,8 @@ __all__ = [
     "pinv_spectrum",
     "project_onto_mel",
     "project_onto_mel_",
+    "BandedFilterbank",
+    "filterbank_blocks",
     "spectrogram_magnitude",
     "stft",
     "transpose_spectrum",

@@ -164,7 +164,6 @@ def project_consistent_(
     config: MelConfig,
     plan: StftPlan,
     out: Tensor,
-    frames: Tensor,
     signal: Tensor,
 ) -> Tensor:
     """``out <- STFT(iSTFT(spec))`` (the projection onto consistent spectrograms) without allocating.
@@ -179,13 +178,12 @@ def project_consistent_(
         config: The transform.
         plan: :func:`make_plan` for this number of frames.
         out: Complex ``(batch, frames, n_freqs)`` receiving the result (not ``spec``).
-        frames: Real scratch ``(batch, frames, n_fft)``.
         signal: Real scratch ``(batch, ceil(n_fft / hop) * hop + hop * (frames - 1))``.
     """
     batch, num_frames, _ = spec.shape
     n_fft, hop = config.n_fft, config.hop_length
     segments = -(-n_fft // hop)
-    torch.fft.irfft(spec, n=n_fft, dim=-1, out=frames)
+    frames = torch.fft.irfft(spec, n=n_fft, dim=-1)  # (out= would cost an extra copy here)
     # overlap-add of the windowed frames: one strided multiply-add per frame segment
     rows = signal.view(batch, num_frames + segments - 1, hop)
     torch.mul(frames[:, :, :hop], plan.synthesis[:hop], out=rows[:, :num_frames])

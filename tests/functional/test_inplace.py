@@ -9,6 +9,7 @@ import torch
 from specinv_lightning import MelConfig, MelInverter, MelSpectrogram
 from specinv_lightning.functional import (
     active_bins,
+    filterbank_blocks,
     filterbank_pinv,
     griffin_lim,
     mel_filterbank,
@@ -60,10 +61,9 @@ def test_project_consistent_equals_istft_then_stft(name: str, speech: torch.Tens
                            plan.analysis)  # fmt: skip
     segments = -(-cfg.n_fft // cfg.hop_length)
     out = torch.empty_like(spec)
-    frames_buf = torch.full((batch, frames, cfg.n_fft), float("nan"), dtype=torch.float64)
     signal = torch.full((batch, (frames + segments - 1) * cfg.hop_length), float("nan"),
                         dtype=torch.float64)  # fmt: skip
-    got = project_consistent_(spec, cfg, plan, out, frames_buf, signal)
+    got = project_consistent_(spec, cfg, plan, out, signal)
     assert got.data_ptr() == out.data_ptr()
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10 * float(expected.abs().max()))
 
@@ -147,3 +147,45 @@ def test_project_onto_mel_in_place(speech: torch.Tensor) -> None:
     usual = spectrum.clone()
     torch.testing.assert_close(project_onto_mel_(usual, mel, fb, pinv), expected)
     torch.testing.assert_close(usual, expected)
+
+
+@pytest.mark.parametrize("init", ["random", "zeros", "tensor"])
+def test_cpu_chunking_equals_one_shot(init: str, speech: torch.Tensor) -> None:
+    cfg = MelConfig.from_preset("hifigan", sample_rate=16000, f_max=None)
+    clips = torch.stack([speech[k * 6000 : k * 6000 + 8000] for k in range(6)]).double()
+    mel = MelSpectrogram(cfg).double()(clips).reshape(2, 3, cfg.n_mels, -1)  # leading dims
+    phase = None
+    if init == "tensor":
+        phase = torch.rand(2, 3, cfg.n_freqs, mel.shape[-1], dtype=torch.float64) * 6.283
+    one_shot = MelInverter(cfg, n_iter=4, init="zeros" if init == "zeros" else "random")
+    chunked = MelInverter(cfg, n_iter=4, init="zeros" if init == "zeros" else "random")
+    one_shot._CPU_CHUNK_BYTES = 2**40
+    chunked._CPU_CHUNK_BYTES = 1  # one item per chunk
+    assert chunked._cpu_chunk(mel) == 1
+    with torch.no_grad():
+        expected = one_shot(mel, init=phase)
+        got = chunked(mel, init=phase)
+    assert got.shape == expected.shape == (2, 3, cfg.num_samples(mel.shape[-1]))
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-10 * float(expected.abs().max()))
+    with pytest.raises(ValueError, match="init"), torch.no_grad():
+        chunked(mel, init=torch.zeros(3, 2, cfg.n_freqs, mel.shape[-1], dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    "preset", ["hifigan", "torchaudio", "librosa"]
+)  # torchaudio: empty filters
+def test_banded_projection_equals_dense(preset: str, speech: torch.Tensor) -> None:
+    cfg = MelConfig.from_preset(preset, sample_rate=16000, f_max=None)
+    fb = mel_filterbank(cfg, dtype=torch.float64)
+    pinv = filterbank_pinv(fb)
+    banded = filterbank_blocks(fb)
+    assert len(banded.bins) > 1
+    assert sum(b - a for a, b in banded.bins) == active_bins(fb)[1] - active_bins(fb)[0]
+    x = torch.stack([speech[:9000], speech[9000:18000]]).double()
+    spectrum = stft(x, cfg).abs() ** cfg.power
+    mel = fb @ (spectrum * torch.linspace(0.2, 2.0, cfg.n_freqs, dtype=torch.float64)[:, None])
+    expected = project_onto_mel(spectrum, mel, fb, pinv)
+    frame_major = torch.empty_like(spectrum.transpose(-1, -2)).transpose(-1, -2).copy_(spectrum)
+    got = project_onto_mel_(frame_major, mel, fb, pinv, active_bins(fb), banded)
+    scale = float(expected.abs().max())
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-9 * scale)
