@@ -110,6 +110,16 @@ class BandedFilterbank(NamedTuple):
     pseudo-inverse as ``F^T gram_pinv`` (``pinv(F) = F^T pinv(F F^T)`` for any ``F``), so ``P r``
     costs a small ``(n_mels, n_mels)`` product and a banded one instead of a dense
     ``(n_freqs, n_mels)`` one. Built by :func:`filterbank_blocks`.
+
+    Example:
+        >>> from specinv_lightning import MelConfig
+        >>> from specinv_lightning.functional import mel_filterbank
+        >>> fb = mel_filterbank(MelConfig.from_preset("hifigan"), dtype=torch.float64)
+        >>> banded = filterbank_blocks(fb)
+        >>> len(banded.bins), banded.gram_pinv.shape
+        (6, torch.Size([80, 80]))
+        >>> bool(torch.allclose(fb.t() @ banded.gram_pinv, filterbank_pinv(fb)))
+        True
     """
 
     fb: Tensor
