@@ -313,7 +313,7 @@ def _retrieve_in_place(
         # P_C: the new t goes into the buffer of t_(n-1), which is no longer needed
         dest = t_bufs[it % 2]
         if proj is None:
-            dest = project_consistent_(c, config, plan, dest, signal)
+            project_consistent_(c, config, plan, dest, signal)
         else:  # AGLA: t = lerp(d, P_C(P_A(c)), gamma), d = t_n before the second iteration
             project_consistent_(c, config, plan, proj, signal)
             if t1 is None:
