@@ -1,4 +1,4 @@
-"""``MelConfig``: one frozen description of a forward mel transform, and named presets.
+"""``MelConfig``: one frozen description of a forward mel transform (presets in ``presets.py``).
 
 The same config drives :class:`~specinv_lightning.MelSpectrogram` (waveform -> mel) and
 :class:`~specinv_lightning.MelInverter` (mel -> waveform), so forward and inverse can never disagree.
@@ -9,15 +9,29 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
+
+from specinv_lightning.presets import PRESETS
 
 __all__ = ["MelConfig", "PRESETS", "WINDOWS", "COMPRESSIONS", "as_config"]
 
-WINDOWS = ("hann", "hamming", "blackman", "rectangular")
-COMPRESSIONS = ("none", "log", "log10", "db")
-MEL_SCALES = ("htk", "slaney")
-PAD_MODES = ("reflect", "constant", "replicate", "circular")
+Window = Literal["hann", "hamming", "blackman", "rectangular"]
+Compression = Literal["none", "log", "log10", "db"]
+MelScale = Literal["htk", "slaney"]
+PadMode = Literal["reflect", "constant", "replicate", "circular"]
+WINDOWS: tuple[str, ...] = get_args(Window)
+COMPRESSIONS: tuple[str, ...] = get_args(Compression)
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    "window": WINDOWS,
+    "pad_mode": get_args(PadMode),
+    "mel_scale": get_args(MelScale),
+    "norm": (None, "slaney"),
+    "power": (1.0, 2.0),
+    "compression": COMPRESSIONS,
+}
+_OPTIONAL = ("win_length", "hop_length", "f_max", "log_multiplier")  # None: derived
 
 
 @dataclass(frozen=True)
@@ -72,98 +86,93 @@ class MelConfig:
     n_fft: int = 1024
     win_length: int | None = None
     hop_length: int | None = None
-    window: str = "hann"
+    window: Window = "hann"
     center: bool = True
-    pad_mode: str = "reflect"
+    pad_mode: PadMode = "reflect"
     manual_pad: int = 0
     n_mels: int = 80
     f_min: float = 0.0
     f_max: float | None = None
-    mel_scale: str = "slaney"
-    norm: str | None = "slaney"
+    mel_scale: MelScale = "slaney"
+    norm: Literal["slaney"] | None = "slaney"
     power: float = 1.0
     mag_eps: float = 0.0
     normalized: bool = False
-    compression: str = "log"
+    compression: Compression = "log"
     log_floor: float = 1e-5
     log_multiplier: float | None = None
 
     def __post_init__(self) -> None:
-        def _set(name: str, value: Any) -> None:
-            object.__setattr__(self, name, value)
+        self._coerce()
+        self._derive()
+        self._validate()
 
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+    def _coerce(self) -> None:
+        """Numbers from YAML/CLI strings or numpy scalars to ``int``/``float`` (ValueError else)."""
         for name in ("sample_rate", "n_fft", "n_mels", "manual_pad", "win_length", "hop_length"):
             value = getattr(self, name)
-            if value is not None or name in ("sample_rate", "n_fft", "n_mels", "manual_pad"):
-                _set(name, _as_int(name, value))
+            if value is not None or name not in _OPTIONAL:
+                self._set(name, _as_int(name, value))
         for name in ("f_min", "f_max", "power", "mag_eps", "log_floor", "log_multiplier"):
             value = getattr(self, name)
-            if value is not None or name in ("f_min", "power", "mag_eps", "log_floor"):
-                _set(name, _as_float(name, value))
+            if value is not None or name not in _OPTIONAL:
+                self._set(name, _as_float(name, value))
         for name in ("center", "normalized"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"MelConfig.{name} must be a bool, got {getattr(self, name)!r}")
-        if self.sample_rate <= 0:
-            raise ValueError(f"MelConfig.sample_rate must be > 0, got {self.sample_rate}")
-        if self.n_fft < 2:
-            raise ValueError(f"MelConfig.n_fft must be >= 2, got {self.n_fft}")
-        if self.n_mels < 1:
-            raise ValueError(f"MelConfig.n_mels must be >= 1, got {self.n_mels}")
-        if self.manual_pad < 0:
-            raise ValueError(f"MelConfig.manual_pad must be >= 0, got {self.manual_pad}")
-        win_length = self.n_fft if self.win_length is None else self.win_length
-        if not 1 <= win_length <= self.n_fft:
+
+    def _derive(self) -> None:
+        """Defaults that depend on other fields: ``win_length``, ``hop_length``, ``f_max``,
+        ``log_multiplier``."""
+        if self.win_length is None:
+            self._set("win_length", self.n_fft)
+        if self.hop_length is None:
+            self._set("hop_length", max(1, self.win_length // 4))
+        if self.f_max is None:
+            self._set("f_max", self.sample_rate / 2)
+        if self.log_multiplier is None:
+            db = self.compression == "db"
+            self._set("log_multiplier", (10.0 if self.power == 2.0 else 20.0) if db else 1.0)
+
+    def _validate(self) -> None:
+        """Ranges and choices; each error names the field."""
+        for name, low in (("sample_rate", 1), ("n_fft", 2), ("n_mels", 1), ("manual_pad", 0)):
+            if getattr(self, name) < low:
+                raise ValueError(f"MelConfig.{name} must be >= {low}, got {getattr(self, name)}")
+        if not 1 <= self.win_length <= self.n_fft:
             raise ValueError(
                 f"MelConfig.win_length must be in [1, n_fft={self.n_fft}], got {self.win_length}"
             )
-        _set("win_length", win_length)
-        hop_length = win_length // 4 if self.hop_length is None else self.hop_length
-        if not 1 <= hop_length <= win_length:
+        if not 1 <= self.hop_length <= self.win_length:
             raise ValueError(
-                f"MelConfig.hop_length must be in [1, win_length={win_length}], got {self.hop_length}"
+                f"MelConfig.hop_length must be in [1, win_length={self.win_length}], got"
+                f" {self.hop_length}"
             )
-        _set("hop_length", hop_length)
-        if self.window not in WINDOWS:
-            raise ValueError(f"MelConfig.window must be one of {WINDOWS}, got {self.window!r}")
-        if self.pad_mode not in PAD_MODES:
-            raise ValueError(
-                f"MelConfig.pad_mode must be one of {PAD_MODES}, got {self.pad_mode!r}"
-            )
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(
+                    f"MelConfig.{name} must be one of {choices}, got {getattr(self, name)!r}"
+                )
         nyquist = self.sample_rate / 2
-        f_max = nyquist if self.f_max is None else self.f_max
-        if f_max > nyquist + 1e-9:
+        if self.f_max > nyquist + 1e-9:
             raise ValueError(
                 f"MelConfig.f_max must be <= sample_rate / 2 = {nyquist}, got {self.f_max}"
             )
-        _set("f_max", f_max)
-        _set("f_min", float(self.f_min))
-        if not 0.0 <= self.f_min < f_max:
-            raise ValueError(f"MelConfig.f_min must be in [0, f_max={f_max}), got {self.f_min}")
-        if self.mel_scale not in MEL_SCALES:
+        if not 0.0 <= self.f_min < self.f_max:
             raise ValueError(
-                f"MelConfig.mel_scale must be one of {MEL_SCALES}, got {self.mel_scale!r}"
+                f"MelConfig.f_min must be in [0, f_max={self.f_max}), got {self.f_min}"
             )
-        if self.norm not in (None, "slaney"):
-            raise ValueError(f"MelConfig.norm must be None or 'slaney', got {self.norm!r}")
-        if float(self.power) not in (1.0, 2.0):
-            raise ValueError(f"MelConfig.power must be 1.0 or 2.0, got {self.power}")
-        _set("power", float(self.power))
-        if not (self.mag_eps >= 0 and math.isfinite(self.mag_eps)):
+        if self.mag_eps < 0:
             raise ValueError(f"MelConfig.mag_eps must be a finite value >= 0, got {self.mag_eps}")
-        if self.compression not in COMPRESSIONS:
-            raise ValueError(
-                f"MelConfig.compression must be one of {COMPRESSIONS}, got {self.compression!r}"
-            )
-        if not (self.log_floor > 0 and math.isfinite(self.log_floor)):
+        if not self.log_floor > 0:
             raise ValueError(f"MelConfig.log_floor must be > 0, got {self.log_floor}")
-        if self.log_multiplier is None:
-            default = (10.0 if self.power == 2.0 else 20.0) if self.compression == "db" else 1.0
-            _set("log_multiplier", default)
-        elif not (self.log_multiplier != 0 and math.isfinite(self.log_multiplier)):
+        if self.log_multiplier == 0:
             raise ValueError(
                 f"MelConfig.log_multiplier must be finite and non-zero, got {self.log_multiplier}"
             )
-        _set("log_multiplier", float(self.log_multiplier))
 
     # ------------------------------------------------------------------ derived quantities
     @property
@@ -206,6 +215,22 @@ class MelConfig:
             return (num_frames - 1) * self.hop_length - 2 * self.manual_pad
         return (num_frames - 1) * self.hop_length + self.n_fft - 2 * self.manual_pad
 
+    def valid_frames(self, num_samples: Any) -> Any:
+        """Mel frames that hold an item of ``num_samples`` valid samples (for masking padded items).
+
+        :meth:`num_frames` of the length, and at least :attr:`min_frames` (an item shorter than one
+        window still occupies the frames of one). Works element-wise on integer tensors.
+
+        Example:
+            >>> cfg = MelConfig.from_preset("hifigan")
+            >>> cfg.valid_frames(22050), cfg.valid_frames(10)
+            (86, 2)
+        """
+        if hasattr(num_samples, "clamp"):
+            frames = self.num_frames(num_samples.clamp(min=self.min_samples))
+            return frames.clamp(min=self.min_frames)
+        return max(self.num_frames(max(int(num_samples), self.min_samples)), self.min_frames)
+
     # ------------------------------------------------------------------ presets & (de)serialisation
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> MelConfig:
@@ -231,7 +256,7 @@ class MelConfig:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MelConfig:
+    def from_dict(cls, data: Mapping[str, Any]) -> MelConfig:
         """Build a config from a plain ``dict``; ``{"preset": name, ...}`` is also accepted.
 
         Raises:
@@ -250,67 +275,15 @@ class MelConfig:
     @classmethod
     def from_torchaudio(cls, transform: Any, **overrides: Any) -> MelConfig:
         """Describe a ``torchaudio.transforms.MelSpectrogram`` (optionally wrapped in
-        ``torch.nn.Sequential`` with a trailing ``AmplitudeToDB``).
+        ``torch.nn.Sequential`` with a trailing ``AmplitudeToDB``), optionally overriding fields.
 
         Raises:
-            ValueError: If the transform uses a window or option MelConfig cannot express.
+            ValueError: If the transform uses a window or option MelConfig cannot express, or an
+                override is not a field.
         """
-        import torch
+        from specinv_lightning._torchaudio import torchaudio_fields
 
-        db = None
-        if isinstance(transform, torch.nn.Sequential):
-            mods = list(transform)
-            if not mods or len(mods) > 2:
-                raise ValueError(
-                    "transform: expected MelSpectrogram or Sequential(MelSpectrogram, AmplitudeToDB)"
-                )
-            transform, db = mods[0], (mods[1] if len(mods) == 2 else None)
-        spec = getattr(transform, "spectrogram", None)
-        mel = getattr(transform, "mel_scale", None)
-        if spec is None or mel is None:
-            raise ValueError(
-                f"transform: expected a torchaudio.transforms.MelSpectrogram, got {type(transform).__name__}"
-            )
-        window = _identify_window(spec.window, spec.win_length)
-        if getattr(spec, "pad", 0):
-            raise ValueError("transform: MelSpectrogram(pad=...) is not supported; use manual_pad")
-        if spec.normalized not in (False, True, "window"):
-            raise ValueError(f"transform: normalized={spec.normalized!r} is not supported")
-        if spec.power not in (1.0, 2.0, 1, 2):
-            raise ValueError(f"transform: power must be 1 or 2, got {spec.power}")
-        fields: dict[str, Any] = dict(
-            sample_rate=int(transform.sample_rate),
-            n_fft=int(spec.n_fft),
-            win_length=int(spec.win_length),
-            hop_length=int(spec.hop_length),
-            window=window,
-            center=bool(spec.center),
-            pad_mode=str(spec.pad_mode),
-            n_mels=int(mel.n_mels),
-            f_min=float(mel.f_min),
-            f_max=None if mel.f_max is None else float(mel.f_max),
-            mel_scale=str(mel.mel_scale),
-            norm=mel.norm,
-            power=float(spec.power),
-            normalized=bool(spec.normalized),
-            compression="none",
-        )
-        if db is not None:
-            if getattr(db, "top_db", None) is not None:
-                raise ValueError(
-                    "transform: AmplitudeToDB(top_db=...) is not invertible; use top_db=None"
-                )
-            if float(getattr(db, "db_multiplier", 0.0)) != 0.0:
-                raise ValueError(
-                    "transform: AmplitudeToDB(ref_value != 1) is not supported; use ref_value=1.0"
-                )
-            fields.update(
-                compression="db",
-                log_floor=float(db.amin),
-                log_multiplier=float(db.multiplier),
-            )
-        fields.update(overrides)
-        return cls(**fields)
+        return cls.from_dict({**torchaudio_fields(transform), **overrides})
 
 
 def _as_int(name: str, value: Any) -> int:
@@ -339,140 +312,14 @@ def _as_float(name: str, value: Any) -> float:
     raise ValueError(f"MelConfig.{name} must be a finite number, got {value!r}")
 
 
-def _identify_window(window: Any, win_length: int) -> str:
-    """Name the periodic window a torchaudio transform holds, or raise ValueError."""
-    import torch
-
-    w = window.detach().double().cpu()
-    for name, fn in (
-        ("hann", torch.hann_window),
-        ("hamming", torch.hamming_window),
-        ("blackman", torch.blackman_window),
-    ):
-        if torch.allclose(w, fn(win_length, periodic=True, dtype=torch.float64), atol=1e-6):
-            return name
-    if torch.allclose(w, torch.ones_like(w)):
-        return "rectangular"
-    raise ValueError(
-        "transform: only periodic hann/hamming/blackman/rectangular windows are supported"
-    )
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # jik876/hifi-gan meldataset.py (config_v1): manual reflect pad, center=False, sqrt(|X|^2+1e-9)
-    "hifigan": dict(
-        sample_rate=22050,
-        n_fft=1024,
-        win_length=1024,
-        hop_length=256,
-        center=False,
-        manual_pad=384,
-        n_mels=80,
-        f_min=0.0,
-        f_max=8000.0,
-        mel_scale="slaney",
-        norm="slaney",
-        power=1.0,
-        mag_eps=1e-9,
-        compression="log",
-        log_floor=1e-5,
-    ),
-    # NVIDIA/BigVGAN bigvgan_24khz_100band: same recipe as HiFi-GAN at 24 kHz, fmax 12 kHz
-    "bigvgan-24k-100": dict(
-        sample_rate=24000,
-        n_fft=1024,
-        win_length=1024,
-        hop_length=256,
-        center=False,
-        manual_pad=384,
-        n_mels=100,
-        f_min=0.0,
-        f_max=12000.0,
-        mel_scale="slaney",
-        norm="slaney",
-        power=1.0,
-        mag_eps=1e-9,
-        compression="log",
-        log_floor=1e-5,
-    ),
-    # gemelo-ai/vocos MelSpectrogramFeatures: torchaudio MelSpectrogram(power=1, center), log clip 1e-7
-    "vocos": dict(
-        sample_rate=24000,
-        n_fft=1024,
-        win_length=1024,
-        hop_length=256,
-        center=True,
-        pad_mode="reflect",
-        n_mels=100,
-        f_min=0.0,
-        f_max=None,
-        mel_scale="htk",
-        norm=None,
-        power=1.0,
-        compression="log",
-        log_floor=1e-7,
-    ),
-    # NVIDIA/tacotron2 hparams + layers.TacotronSTFT: centred reflect STFT, slaney mel, log clamp 1e-5
-    "tacotron2": dict(
-        sample_rate=22050,
-        n_fft=1024,
-        win_length=1024,
-        hop_length=256,
-        center=True,
-        pad_mode="reflect",
-        n_mels=80,
-        f_min=0.0,
-        f_max=8000.0,
-        mel_scale="slaney",
-        norm="slaney",
-        power=1.0,
-        compression="log",
-        log_floor=1e-5,
-    ),
-    # torchaudio.transforms.MelSpectrogram() defaults
-    "torchaudio": dict(
-        sample_rate=16000,
-        n_fft=400,
-        win_length=400,
-        hop_length=200,
-        center=True,
-        pad_mode="reflect",
-        n_mels=128,
-        f_min=0.0,
-        f_max=None,
-        mel_scale="htk",
-        norm=None,
-        power=2.0,
-        compression="none",
-    ),
-    # librosa.feature.melspectrogram() defaults (librosa >= 0.10 pads with zeros)
-    "librosa": dict(
-        sample_rate=22050,
-        n_fft=2048,
-        win_length=2048,
-        hop_length=512,
-        center=True,
-        pad_mode="constant",
-        n_mels=128,
-        f_min=0.0,
-        f_max=None,
-        mel_scale="slaney",
-        norm="slaney",
-        power=2.0,
-        compression="none",
-    ),
-}
-PRESETS["bigvgan"] = PRESETS["bigvgan-24k-100"]
-
-
-def as_config(config: MelConfig | str | dict) -> MelConfig:
-    """Accept a :class:`MelConfig`, a preset name or a dict (e.g. from LightningCLI YAML)."""
+def as_config(config: MelConfig | str | Mapping[str, Any]) -> MelConfig:
+    """Accept a :class:`MelConfig`, a preset name or a mapping (e.g. from LightningCLI YAML)."""
     if isinstance(config, MelConfig):
         return config
     if isinstance(config, str):
         return MelConfig.from_preset(config)
-    if isinstance(config, dict):
+    if isinstance(config, Mapping):
         return MelConfig.from_dict(config)
     raise ValueError(
-        f"config: expected a MelConfig, preset name or dict, got {type(config).__name__}"
+        f"config: expected a MelConfig, preset name or mapping, got {type(config).__name__}"
     )

@@ -272,3 +272,70 @@ def test_num_samples_hifigan_is_frames_times_hop() -> None:
     cfg = MelConfig.from_preset("vocos")
     assert cfg.num_samples(100) == 99 * 256
     assert cfg.num_frames(24000) == 1 + 24000 // 256
+
+
+def test_enum_fields_are_literal_types_a_cli_validates() -> None:
+    # LightningCLI (jsonargparse) reads the dataclass types: a wrong choice fails at parse time
+    jsonargparse = pytest.importorskip("jsonargparse")
+    parser = jsonargparse.ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(MelConfig, "mel")
+    ok = parser.parse_args(["--mel.window=hamming", "--mel.compression=log10"])
+    assert ok.mel.window == "hamming"
+    with pytest.raises(jsonargparse.ArgumentError, match="window"):
+        parser.parse_args(["--mel.window=hanning"])
+
+
+def test_overrides_raise_the_same_error_everywhere() -> None:
+    class FakeSpectrogram:  # just what torchaudio's MelSpectrogram holds
+        window, win_length, hop_length, n_fft = torch.hann_window(400), 400, 200, 400
+        center, pad_mode, normalized, power, pad = True, "reflect", False, 2.0, 0
+
+    class FakeMelScale:
+        n_mels, f_min, f_max, mel_scale, norm = 40, 0.0, None, "htk", None
+
+    class FakeTransform:
+        sample_rate, spectrogram, mel_scale = 16000, FakeSpectrogram(), FakeMelScale()
+
+    cfg = MelConfig.from_torchaudio(FakeTransform(), n_mels=64)
+    assert (cfg.n_mels, cfg.n_fft, cfg.window, cfg.compression) == (64, 400, "hann", "none")
+    for build in (
+        lambda: MelConfig.from_torchaudio(FakeTransform(), n_melz=64),
+        lambda: MelConfig.from_preset("hifigan", n_melz=64),
+        lambda: MelConfig.from_dict({"preset": "hifigan", "n_melz": 64}),
+    ):
+        with pytest.raises(ValueError, match=r"Unknown MelConfig field\(s\) \['n_melz'\]"):
+            build()
+
+
+def test_any_mapping_is_a_config() -> None:
+    from types import MappingProxyType
+
+    from specinv_lightning.config import as_config
+
+    assert as_config(MappingProxyType({"preset": "hifigan"})) == MelConfig.from_preset("hifigan")
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_valid_frames_cover_the_signal(name: str) -> None:
+    cfg = MelConfig.from_preset(name)
+    lengths = torch.tensor([1, cfg.min_samples, cfg.min_samples + 1, 3 * cfg.hop_length, 22050])
+    frames = cfg.valid_frames(lengths)
+    assert frames.tolist() == [cfg.valid_frames(int(n)) for n in lengths]
+    assert bool((frames >= cfg.min_frames).all())
+    # at and above the minimum length: exactly the frames the forward transform yields
+    for n in lengths.tolist()[1:]:
+        assert cfg.valid_frames(n) == max(cfg.num_frames(n), cfg.min_frames)
+        assert MelSpectrogram(cfg)(torch.zeros(n)).shape[-1] == cfg.num_frames(n)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_compressed_floor_is_the_mel_of_silence(name: str) -> None:
+    from specinv_lightning.functional import clamp_to_floor, compressed_floor
+
+    cfg = MelConfig.from_preset(name)
+    silence = MelSpectrogram(cfg).double()(torch.zeros(1, 4 * cfg.n_fft, dtype=torch.float64))
+    assert float(silence.max()) == pytest.approx(compressed_floor(cfg), abs=1e-9)
+    below = torch.full((1, cfg.n_mels, 3), compressed_floor(cfg) - 5.0)
+    if cfg.compression == "none":
+        below = below.clamp(min=-5.0)
+    assert float(clamp_to_floor(below, cfg).min()) == pytest.approx(compressed_floor(cfg))
