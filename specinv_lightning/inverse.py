@@ -2,36 +2,40 @@
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from specinv_lightning.config import MelConfig
+from specinv_lightning.config import MelConfig, as_config
 from specinv_lightning.functional._checks import check_mel
-from specinv_lightning.functional._kernels import fusion_available
+from specinv_lightning.functional._engine import (
+    MelConstraint,
+    MelOperators,
+    choose_engine,
+    needs_grad,
+    retrieve,
+    root,
+)
+from specinv_lightning.functional._inplace import filterbank_blocks
 from specinv_lightning.functional.compression import decompress
 from specinv_lightning.functional.filterbank import mel_filterbank
+from specinv_lightning.functional.initial import INITS, Init
 from specinv_lightning.functional.magnitude import (
-    BandedFilterbank,
-    active_bins,
-    filterbank_blocks,
     filterbank_lipschitz,
     filterbank_pinv,
     nnls_spectrum,
     pinv_spectrum,
-    project_onto_mel,
-    project_onto_mel_,
     transpose_spectrum,
 )
-from specinv_lightning.functional.phase import ALGORITHMS, griffin_lim
+from specinv_lightning.functional.phase import ALGORITHMS, loop_weights
 from specinv_lightning.functional.stft import make_window
-from specinv_lightning.mel import as_config
 
 __all__ = ["MelInverter", "MAGNITUDE_METHODS"]
 
+Magnitude = Literal["pinv", "nnls", "transpose"]
 MAGNITUDE_METHODS = ("pinv", "nnls", "transpose")
-_POWER_FLOOR = 1e-12  # keeps d sqrt(x)/dx finite for power mels
 
 
 class MelInverter(nn.Module):
@@ -61,10 +65,15 @@ class MelInverter(nn.Module):
         nnls_tol: Relative-residual improvement below which NNLS stops.
         detach_phase: Stop gradients through the phase path.
         checkpoint: Gradient checkpointing of each unrolled iteration (memory vs. recompute).
-        fused: Fuse the elementwise chains of each iteration with ``torch.compile`` (eager
-            fallback where unavailable; ``SPECINV_LIGHTNING_COMPILE=0`` disables it). ``None``
-            (default) fuses when no gradient is needed (``no_grad``/``inference_mode``) and runs
-            eager under autograd. The first fused call in a process compiles (seconds).
+        fused: Without autograd, fuse the elementwise chains of each iteration with
+            ``torch.compile`` (``None``, the default: wherever compiling is available here;
+            ``SPECINV_LIGHTNING_COMPILE=0`` disables it; a failed compilation warns once and
+            falls back to eager kernels). Under autograd the eager kernels always run. The first
+            fused call in a process compiles (seconds).
+
+    Which loop runs is decided in one place (``functional/_engine.py: choose_engine``, called by
+    :meth:`forward`): the unrolled autograd loop when ``mel`` (or ``init``) needs a gradient;
+    otherwise the same iterations in preallocated buffers, on CPU a few items at a time.
 
     Example:
         >>> import torch
@@ -81,15 +90,15 @@ class MelInverter(nn.Module):
 
     def __init__(
         self,
-        config: MelConfig | str | dict,
+        config: MelConfig | str | Mapping[str, Any],
         n_iter: int = 32,
         mel_consistent: bool = True,
-        magnitude: str = "pinv",
+        magnitude: Magnitude = "pinv",
         algorithm: str = "fgla",
         momentum: float = 0.99,
         beta: float = 1.1,
         gamma: float = 1.2,
-        init: str = "random",
+        init: Init = "random",
         seed: int | None = 0,
         nnls_max_iter: int = 300,
         nnls_tol: float = 1e-4,
@@ -104,11 +113,11 @@ class MelInverter(nn.Module):
         if magnitude not in MAGNITUDE_METHODS:
             raise ValueError(f"magnitude: expected one of {MAGNITUDE_METHODS}, got {magnitude!r}")
         if algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm: expected one of {ALGORITHMS}, got {algorithm!r}")
+            raise ValueError(f"algorithm: expected one of {sorted(ALGORITHMS)}, got {algorithm!r}")
         if not 0.0 <= momentum < 2.0:
             raise ValueError(f"momentum: expected a value in [0, 2), got {momentum}")
-        if init not in ("random", "zeros"):
-            raise ValueError(f"init: expected 'random' or 'zeros', got {init!r}")
+        if init not in INITS:
+            raise ValueError(f"init: expected one of {INITS}, got {init!r}")
         if nnls_max_iter < 1 or nnls_tol < 0:
             raise ValueError(
                 f"nnls_max_iter/nnls_tol: expected >= 1 and >= 0, got {nnls_max_iter}, {nnls_tol}"
@@ -132,25 +141,14 @@ class MelInverter(nn.Module):
         self.register_buffer("fb_pinv", filterbank_pinv(fb), persistent=False)
         self.register_buffer("window", make_window(self.config, torch.float64), persistent=False)
         self.lipschitz = filterbank_lipschitz(fb)
-        self.min_frames = self.config.min_frames
-        self.bins = active_bins(fb)
-        banded = filterbank_blocks(fb)
-        self.register_buffer("fb_gram_pinv", banded.gram_pinv, persistent=False)
-        self._blocks = (banded.bins, banded.mels)
+        self._blocks = filterbank_blocks(fb)  # band layout of the mel projection
+        self.register_buffer("fb_gram_pinv", self._blocks.gram_pinv, persistent=False)
 
     def _operators(self, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
         return self.fb.to(dtype), self.fb_pinv.to(dtype), self.window.to(dtype)
 
     def _validate(self, mel: Tensor) -> Tensor:
-        mel = check_mel(
-            mel, self.config.n_mels, "mel", nonnegative=self.config.compression == "none"
-        )
-        if mel.shape[-1] < self.min_frames:
-            raise ValueError(
-                f"mel: expected at least {self.min_frames} frames (one window of n_fft="
-                f"{self.config.n_fft} samples at hop_length={self.config.hop_length}), got shape"
-                f" {tuple(mel.shape)}"
-            )
+        mel = check_mel(mel, self.config, "mel")
         if mel.device != self.fb.device:
             raise ValueError(
                 f"mel: expected a tensor on {self.fb.device} (the inverter's device; move one of"
@@ -192,14 +190,9 @@ class MelInverter(nn.Module):
             lipschitz=self.lipschitz,
         )
 
-    def _root(self, spectrum: Tensor) -> Tensor:
-        if self.config.power == 2.0:
-            return spectrum.clamp(min=_POWER_FLOOR).sqrt()
-        return spectrum
-
     def magnitude_from_mel(self, mel: Tensor) -> Tensor:
         """Linear STFT magnitude ``(..., n_freqs, frames)`` estimated from a (compressed) mel."""
-        return self._root(self.linear_spectrum(mel))
+        return root(self.linear_spectrum(mel), self.config.power)
 
     def forward(
         self,
@@ -220,127 +213,51 @@ class MelInverter(nn.Module):
         mel = self._validate(mel)
         if length is not None and (isinstance(length, bool) or int(length) < 1):
             raise ValueError(f"length: expected a positive number of samples, got {length!r}")
-        if (
-            torch.is_grad_enabled()
-            and not mel.requires_grad
-            and not (init is not None and init.requires_grad)
-        ):
-            # nothing to differentiate (the module has no parameters): take the no-autograd path,
-            # which reuses its buffers across iterations
-            with torch.no_grad():
-                return self.forward(mel, length, init, generator)
-        if not torch.is_grad_enabled() and mel.device.type == "cpu":
-            items = mel.reshape(-1, *mel.shape[-2:])
-            chunk = self._cpu_chunk(mel)
-            if items.shape[0] > chunk:
-                count = -(-items.shape[0] // chunk)
-                chunk = -(-items.shape[0] // count)  # balanced: 16 items by at most 5 -> 4 x 4
-                return self._invert_in_chunks(mel, items, chunk, length, init, generator)
-        return self._invert(mel, length, init, generator)
-
-    # Working set of one item in the no-autograd loop, in elements per frame: the iSTFT frames
-    # (n_fft) and four spectrogram-sized buffers (t_n, t_(n-1), c: complex; |t|: real).
-    _CPU_CHUNK_BYTES = 24 * 2**20
-
-    def _cpu_chunk(self, mel: Tensor) -> int:
-        """Items per chunk so that one chunk's working set stays in a typical CPU's L3 cache."""
-        per_frame = self.config.n_fft + 7 * self.config.n_freqs
-        per_item = mel.shape[-1] * per_frame * mel.element_size()
-        return max(1, self._CPU_CHUNK_BYTES // per_item)
-
-    def _invert_in_chunks(
-        self,
-        mel: Tensor,
-        items: Tensor,
-        chunk: int,
-        length: int | None,
-        init: Tensor | None,
-        generator: torch.Generator | None,
-    ) -> Tensor:
-        """No-autograd CPU inversion a few items at a time (each chunk's buffers stay in cache).
-
-        The random initial phases are drawn for the whole batch first, so the result equals the
-        one-shot inversion's.
-        """
-        shape = (*mel.shape[:-2], self.config.n_freqs, mel.shape[-1])
-        if init is None and self.init == "random":
-            if generator is None and self.seed is not None:
-                generator = torch.Generator(device=mel.device).manual_seed(self.seed)
-            device = generator.device if generator is not None else mel.device
-            init = torch.rand(shape, generator=generator, dtype=mel.dtype, device=device)
-            init = init.to(mel.device) * (2 * math.pi)
-        if init is not None and tuple(init.shape) != shape:
-            raise ValueError(f"init: expected shape {shape}, got {tuple(init.shape)}")
-        flat_init = None if init is None else init.reshape(-1, *shape[-2:])
-        waves = [
-            self._invert(
-                items[start : start + chunk],
-                length,
-                None if flat_init is None else flat_init[start : start + chunk],
-                generator,
-            )
-            for start in range(0, items.shape[0], chunk)
-        ]
-        out = torch.cat(waves)
-        return out.reshape(*mel.shape[:-2], out.shape[-1])
+        # The one decision of how this inversion runs (autograd only if a gradient is needed;
+        # else in-place buffers, fused kernels where they compile, CPU chunks sized for cache).
+        engine = choose_engine(self.config, mel, grad=needs_grad(mel, init), fused=self.fused)
+        with engine.autograd():
+            return self._invert(mel, engine, length, init, generator)
 
     def _invert(
         self,
         mel: Tensor,
+        engine: Any,
         length: int | None,
         init: Tensor | None,
         generator: torch.Generator | None,
     ) -> Tensor:
         fb, fb_pinv, window = self._operators(mel.dtype)
+        power = self.config.power
         lin = self._decompress(mel)
         # Every step is homogeneous of degree 1 in the linear mel, so inverting lin / peak and
         # scaling back is exact; it keeps |STFT|^2 inside float32 range for any valid mel.
         peak = lin.detach().amax(dim=(-2, -1), keepdim=True).clamp(min=torch.finfo(lin.dtype).tiny)
         lin = lin / peak
-        spectrum = self._spectrum(lin, fb, fb_pinv)
-        update = None
+        magnitude = root(self._spectrum(lin, fb, fb_pinv), power)
+        constraint = None
         if self.mel_consistent:
-            # frame-major copy of the mel: the projection's GEMMs then read it without a copy
-            lin_fm = lin.detach().transpose(-1, -2).contiguous().transpose(-1, -2)
-            banded = BandedFilterbank(fb, self.fb_gram_pinv.to(mel.dtype), *self._blocks)
-
-            def update(consistent_mag: Tensor) -> Tensor:
-                if torch.is_grad_enabled():
-                    power = consistent_mag.square() if self.config.power == 2.0 else consistent_mag
-                    return self._root(project_onto_mel(power, lin, fb, fb_pinv, self.bins))
-                # no autograd: griffin_lim hands over a scratch buffer, updated in place
-                if self.config.power == 2.0:
-                    consistent_mag.square_()
-                project_onto_mel_(consistent_mag, lin_fm, fb, fb_pinv, self.bins, banded)
-                if self.config.power == 2.0:
-                    consistent_mag.clamp_(min=_POWER_FLOOR).sqrt_()
-                return consistent_mag
-
+            ops = MelOperators.cast(
+                self.fb, self.fb_pinv, self.fb_gram_pinv, self._blocks, power, mel.dtype
+            )
+            constraint = MelConstraint(lin.reshape(-1, *lin.shape[-2:]), ops)
         if generator is None and init is None and self.init == "random" and self.seed is not None:
             generator = torch.Generator(device=mel.device).manual_seed(self.seed)
-        wave = griffin_lim(
-            self._root(spectrum),
+        wave = retrieve(
+            magnitude,
             self.config,
+            engine,
             n_iter=self.n_iter,
-            algorithm=self.algorithm,
-            momentum=self.momentum,
-            beta=self.beta,
-            gamma=self.gamma,
+            weights=loop_weights(self.algorithm, self.momentum, self.beta, self.gamma),
             init=self.init if init is None else init,
             generator=generator,
             length=length,
-            magnitude_update=update,
+            constraint=constraint,
             detach_phase=self.detach_phase,
             checkpoint=self.checkpoint,
-            fused=self._use_fused(mel),
             window=window,
         )
-        return wave * self._root(peak.squeeze(-1))
-
-    def _use_fused(self, mel: Tensor) -> bool:
-        if self.fused is not None:
-            return self.fused
-        return fusion_available() and not (torch.is_grad_enabled() and mel.requires_grad)
+        return wave * root(peak.squeeze(-1), power)
 
     def extra_repr(self) -> str:
         return (

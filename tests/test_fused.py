@@ -7,6 +7,7 @@ import torch
 
 from specinv_lightning import MelConfig, MelInverter, MelSpectrogram
 from specinv_lightning.functional import _kernels
+from specinv_lightning.functional._engine import choose_engine
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -18,7 +19,7 @@ def test_fused_equals_eager(speech: torch.Tensor, dtype: torch.dtype, algorithm:
     with torch.inference_mode():
         eager = MelInverter(cfg, fused=False, **kwargs)(mel)
         fused = MelInverter(cfg, fused=True, **kwargs)(mel)
-    if _kernels._FAILED:
+    if _kernels._COMPILE_FAILED:
         pytest.skip("torch.compile is unavailable here; the eager fallback was used")
     tol = 1e-4 if dtype == torch.float32 else 1e-10
     scale = eager.abs().max()
@@ -26,14 +27,22 @@ def test_fused_equals_eager(speech: torch.Tensor, dtype: torch.dtype, algorithm:
 
 
 def test_automatic_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    inv = MelInverter("hifigan", n_iter=1)
+    cfg = MelConfig.from_preset("hifigan")
     mel = torch.zeros(1, 80, 4)
     monkeypatch.setenv("SPECINV_LIGHTNING_COMPILE", "0")
-    assert inv._use_fused(mel) is False
+    assert choose_engine(cfg, mel, grad=False).fused is False
+    assert choose_engine(cfg, mel, grad=False, fused=True).fused is True  # explicit wins
     monkeypatch.setenv("SPECINV_LIGHTNING_COMPILE", "1")
-    with torch.no_grad():
-        assert inv._use_fused(mel) is True
-    assert inv._use_fused(mel.requires_grad_()) is False  # autograd path stays eager
+    assert choose_engine(cfg, mel, grad=False).fused is _kernels.fusion_available(mel.device)
+    assert choose_engine(cfg, mel, grad=True, fused=True).fused is False  # autograd stays eager
+
+
+def test_fusion_needs_a_compiler(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPECINV_LIGHTNING_COMPILE", "1")
+    monkeypatch.setenv("PATH", "")  # no C++ compiler to be found
+    monkeypatch.delenv("CXX", raising=False)
+    assert _kernels.fusion_available(torch.device("cpu")) is False
+    assert _kernels.fusion_available(torch.device("meta")) is False
 
 
 def test_fused_under_autograd_has_finite_gradients() -> None:

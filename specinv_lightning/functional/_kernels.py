@@ -1,14 +1,20 @@
-"""Elementwise chains of the Griffin-Lim loop, eager and (optionally) fused with ``torch.compile``.
+"""Elementwise chains of the Griffin-Lim loop (private), eager and fused with ``torch.compile``.
 
 They operate on real views (``torch.view_as_real``) of complex frame-major spectrograms: on CPU,
 PyTorch's complex elementwise kernels are several times slower than real ones, and inductor fuses
-real chains into one pass. Fusion is opt-in (``fused=True``) and falls back to the eager functions,
-with a warning, wherever compilation is unavailable (no C++ compiler, unsupported platform).
+real chains into one pass.
+
+- :func:`apply_magnitude` and :func:`extrapolate` are the autograd loop's kernels (always eager:
+  their forms keep gradients finite where ``|c| = 0``).
+- :func:`inplace_kernels` gives the no-autograd loop's in-place kernels, compiled when the engine
+  chose fusion (:func:`fusion_available` tells whether compiling can work here); a compilation
+  that fails at run time warns once and the process goes on with the eager kernels.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 from collections.abc import Callable
 
@@ -20,7 +26,6 @@ __all__ = [
     "extrapolate",
     "apply_magnitude_",
     "extrapolate_into",
-    "kernels",
     "inplace_kernels",
     "fusion_available",
 ]
@@ -33,12 +38,9 @@ def apply_magnitude(cr: Tensor, target: Tensor, eps: Tensor) -> Tensor:
     return cr * scale.unsqueeze(-1)
 
 
-def extrapolate(tr: Tensor, pr: Tensor, weight: float) -> tuple[Tensor, Tensor]:
-    """``(lerp(pr, tr, weight), |t|)`` on real views: the momentum step and the magnitude of ``t``.
-
-    ``|t|`` comes from the complex ``abs``, whose gradient is 0 (not NaN) where ``t = 0``.
-    """
-    return torch.lerp(pr, tr, weight), torch.view_as_complex(tr).abs()
+def extrapolate(tr: Tensor, pr: Tensor, weight: float) -> Tensor:
+    """``lerp(pr, tr, weight)`` on real views: ``t + (weight - 1) (t - t_prev)``."""
+    return torch.lerp(pr, tr, weight)
 
 
 def apply_magnitude_(cr: Tensor, target: Tensor, eps: Tensor) -> None:
@@ -49,7 +51,7 @@ def apply_magnitude_(cr: Tensor, target: Tensor, eps: Tensor) -> None:
 
 
 def extrapolate_into(c_out: Tensor, mag_out: Tensor, tr: Tensor, pr: Tensor, weight: float) -> None:
-    """:func:`extrapolate` into preallocated real views (no autograd)."""
+    """:func:`extrapolate` into ``c_out`` and ``|t|`` into ``mag_out`` (no autograd)."""
     torch.lerp(pr, tr, weight, out=c_out)
     torch.hypot(tr[..., 0], tr[..., 1], out=mag_out)
 
@@ -58,63 +60,62 @@ def extrapolate_into(c_out: Tensor, mag_out: Tensor, tr: Tensor, pr: Tensor, wei
 # inductor vectorises that layout far better than interleaved strided access (2-3x on CPU).
 
 
-def _apply_magnitude_fusable(cr: Tensor, target: Tensor, eps: Tensor) -> Tensor:
+def _apply_magnitude_fusable_(cr: Tensor, target: Tensor, eps: Tensor) -> None:
     re, im = cr.unbind(-1)
     scale = target * torch.rsqrt(re * re + im * im + eps)
-    return torch.stack((re * scale, im * scale), -1)
-
-
-def _extrapolate_fusable(tr: Tensor, pr: Tensor, weight: float) -> tuple[Tensor, Tensor]:
-    re, im = tr.unbind(-1)
-    pre, pim = pr.unbind(-1)
-    out = torch.stack((pre + weight * (re - pre), pim + weight * (im - pim)), -1)
-    return out, torch.sqrt(re * re + im * im)
-
-
-def _apply_magnitude_inplace_fusable(cr: Tensor, target: Tensor, eps: Tensor) -> None:
-    cr.copy_(_apply_magnitude_fusable(cr, target, eps))
+    cr.copy_(torch.stack((re * scale, im * scale), -1))
 
 
 def _extrapolate_into_fusable(
     c_out: Tensor, mag_out: Tensor, tr: Tensor, pr: Tensor, weight: float
 ) -> None:
-    c, mag = _extrapolate_fusable(tr, pr, weight)
-    c_out.copy_(c)
-    mag_out.copy_(mag)
+    re, im = tr.unbind(-1)
+    pre, pim = pr.unbind(-1)
+    c_out.copy_(torch.stack((pre + weight * (re - pre), pim + weight * (im - pim)), -1))
+    mag_out.copy_(torch.sqrt(re * re + im * im))
 
 
 _COMPILED: dict[str, Callable] = {}
-_FAILED = False
+_COMPILE_FAILED: list[str] = []  # the first failure's message, once compilation failed here
 
 
-def fusion_available() -> bool:
-    """Whether fused kernels should be used by default.
+def fusion_available(device: torch.device) -> bool:
+    """Whether fused kernels can be compiled for ``device`` in this process.
 
-    False after a compilation failed in this process, or when the environment variable
-    ``SPECINV_LIGHTNING_COMPILE=0`` is set (explicit ``fused=True`` still compiles).
+    False when ``SPECINV_LIGHTNING_COMPILE=0`` is set, after a compilation failed in this process,
+    where TorchDynamo is unsupported (e.g. this Python version), on CPU without a C++ compiler
+    (inductor's CPU backend needs one), on CUDA without Triton, and on other devices.
     """
-    return not _FAILED and os.environ.get("SPECINV_LIGHTNING_COMPILE", "1") != "0"
+    if _COMPILE_FAILED or os.environ.get("SPECINV_LIGHTNING_COMPILE", "1") == "0":
+        return False
+    import torch._dynamo
+
+    if not torch._dynamo.is_dynamo_supported():
+        return False
+    if device.type == "cpu":
+        names = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
+        return any(name and shutil.which(name) for name in names)
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        return has_triton()
+    return False
 
 
-def _fallback(name: str, fusable: Callable, eager: Callable) -> Callable:
-    """Run the compiled ``fusable`` kernel; use the grad-safe ``eager`` one under autograd
-    (the fusable forms, e.g. ``sqrt(re^2 + im^2)``, have infinite derivatives at 0) or once
-    compilation has failed in this process."""
+def _compiled_or_eager(name: str, fusable: Callable, eager: Callable) -> Callable:
+    """Run the compiled ``fusable`` kernel; after a compilation failure, warn once and use
+    ``eager`` (same results) for the rest of the process."""
     compiled = torch.compile(fusable, dynamic=True)
 
     def run(*args):  # noqa: ANN202
-        global _FAILED
-        needs_grad = torch.is_grad_enabled() and any(
-            isinstance(a, Tensor) and a.requires_grad for a in args
-        )
-        if not _FAILED and not needs_grad:
+        if not _COMPILE_FAILED:
             try:
                 return compiled(*args)
             except Exception as err:  # compiler missing or unsupported op: stay correct, go eager
-                _FAILED = True
+                _COMPILE_FAILED.append(f"{type(err).__name__}: {err}")
                 warnings.warn(
-                    f"specinv_lightning: torch.compile of {name} failed ({type(err).__name__}:"
-                    f" {err}); using eager kernels",
+                    f"specinv_lightning: torch.compile of {name} failed ({_COMPILE_FAILED[0]});"
+                    " using eager kernels",
                     RuntimeWarning,
                     stacklevel=2,
                 )
@@ -123,25 +124,15 @@ def _fallback(name: str, fusable: Callable, eager: Callable) -> Callable:
     return run
 
 
-def kernels(fused: bool) -> tuple[Callable, Callable]:
-    """``(apply_magnitude, extrapolate)``, compiled when ``fused`` and fusion is available."""
-    if not fused or _FAILED:
-        return apply_magnitude, extrapolate
-    if "apply" not in _COMPILED:
-        _COMPILED["apply"] = _fallback("apply_magnitude", _apply_magnitude_fusable, apply_magnitude)
-        _COMPILED["extrapolate"] = _fallback("extrapolate", _extrapolate_fusable, extrapolate)
-    return _COMPILED["apply"], _COMPILED["extrapolate"]
-
-
 def inplace_kernels(fused: bool) -> tuple[Callable, Callable]:
     """``(apply_magnitude_, extrapolate_into)`` for the no-autograd loop, compiled when ``fused``."""
-    if not fused or _FAILED:
+    if not fused:
         return apply_magnitude_, extrapolate_into
-    if "apply_" not in _COMPILED:
-        _COMPILED["apply_"] = _fallback(
-            "apply_magnitude_", _apply_magnitude_inplace_fusable, apply_magnitude_
+    if not _COMPILED:
+        _COMPILED["apply_"] = _compiled_or_eager(
+            "apply_magnitude_", _apply_magnitude_fusable_, apply_magnitude_
         )
-        _COMPILED["extrapolate_into"] = _fallback(
+        _COMPILED["extrapolate_into"] = _compiled_or_eager(
             "extrapolate_into", _extrapolate_into_fusable, extrapolate_into
         )
     return _COMPILED["apply_"], _COMPILED["extrapolate_into"]

@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from specinv_lightning import MelConfig
-from specinv_lightning.functional import griffin_lim, initial_phase, stft
+from specinv_lightning.functional import (
+    filterbank_pinv,
+    griffin_lim,
+    initial_phase,
+    mel_filterbank,
+    pinv_spectrum,
+    stft,
+)
 
 CFG = MelConfig(sample_rate=16000, n_fft=512, hop_length=128, n_mels=40)
 HIFIGAN_16K = MelConfig.from_preset("hifigan", sample_rate=16000, f_max=None)
@@ -68,19 +75,25 @@ def test_random_init_reproducible(speech) -> None:
     a, b, c = run(1), run(1), run(2)
     assert torch.equal(a, b)
     assert float((a - c).abs().max()) > 1e-3
-    phases = initial_phase(mag, "random", torch.Generator().manual_seed(3))
-    assert phases.is_complex()
-    torch.testing.assert_close(phases.abs(), torch.ones_like(mag))
+    angles = initial_phase(mag, "random", torch.Generator().manual_seed(3))
+    assert angles.shape == mag.shape[-2:] and angles.dtype == mag.dtype
     # uniform on the whole circle: all four quadrants, mean resultant ~ 0
-    angles = torch.angle(phases)
-    assert float(angles.min()) < -3.0 and float(angles.max()) > 3.0
-    assert float(phases.mean().abs()) < 0.05
+    assert float(angles.min()) < 0.1 and float(angles.max()) > 6.1
+    assert float(torch.polar(torch.ones_like(angles), angles).mean().abs()) < 0.05
+    # drawn frame by frame: a longer magnitude starts with the same phases
+    longer = initial_phase(torch.cat([mag, mag], -1), "random", torch.Generator().manual_seed(3))
+    assert torch.equal(longer[:, : mag.shape[-1]], angles)
+    # the same phases in float64 (drawn in float32, then cast)
+    doubled = initial_phase(mag.double(), "random", torch.Generator().manual_seed(3))
+    torch.testing.assert_close(doubled, angles.double())
 
 
 def test_zeros_init(speech) -> None:
     mag = stft(_clip(speech, 0.25), CFG).abs()
     phases = initial_phase(mag, "zeros")
-    torch.testing.assert_close(phases, torch.ones_like(mag, dtype=torch.complex64))
+    assert phases.shape == mag.shape[-2:] and not phases.any()
+    spec = torch.polar(mag, torch.rand_like(mag))
+    torch.testing.assert_close(initial_phase(mag, spec), torch.angle(spec))  # complex: its phase
     a = griffin_lim(mag, CFG, n_iter=3, init="zeros")
     torch.testing.assert_close(a, griffin_lim(mag, CFG, n_iter=3, init=torch.zeros_like(mag)))
     torch.testing.assert_close(a, griffin_lim(mag, CFG, n_iter=3, init="zeros"))
@@ -170,21 +183,26 @@ def test_gradients_finite_with_silence(algorithm: str, detach_phase: bool, speec
     assert float(mag.grad.abs().sum()) > 0
 
 
-def test_magnitude_update_is_used(speech) -> None:
-    mag = stft(_clip(speech, 0.25), CFG).abs()
-    calls = []
+def test_mel_constraint_is_used(speech) -> None:
+    # magnitude from the mel by pinv (not consistent): the mel-consistent variant stays closer to
+    # the mel, and a different mel changes the result
+    x = _clip(speech, 0.25, torch.float64)
+    fb = mel_filterbank(CFG, torch.float64)
+    mel = fb @ stft(x, CFG).abs()
+    mag = pinv_spectrum(mel, filterbank_pinv(fb))
+    plain = griffin_lim(mag, CFG, n_iter=8, init="zeros")
+    consistent = griffin_lim(mag, CFG, n_iter=8, init="zeros", mel=mel)
 
-    def update(consistent: torch.Tensor) -> torch.Tensor:
-        calls.append(consistent.shape)
-        return mag
+    def mel_error(wave: torch.Tensor) -> float:
+        return float((fb @ stft(wave, CFG).abs() - mel).norm() / mel.norm())
 
-    out = griffin_lim(mag, CFG, n_iter=3, init="zeros", magnitude_update=update)
-    assert len(calls) >= 2 and all(s == mag.shape for s in calls)
-    # returning the original magnitude every time is the plain algorithm
-    torch.testing.assert_close(out, griffin_lim(mag, CFG, n_iter=3, init="zeros"))
-    # a different target changes the result
-    halved = griffin_lim(mag, CFG, n_iter=3, init="zeros", magnitude_update=lambda m: 0.5 * mag)
-    assert float((halved - out).abs().max()) > 1e-3
+    assert mel_error(consistent) < 0.8 * mel_error(plain)
+    halved = griffin_lim(mag, CFG, n_iter=8, init="zeros", mel=0.5 * mel)
+    assert float((halved - consistent).abs().max()) > 1e-3
+    with pytest.raises(ValueError, match="mel: expected shape"):
+        griffin_lim(mag, CFG, n_iter=2, mel=mel[..., :-1])
+    with pytest.raises(ValueError, match="mel: contains negative"):
+        griffin_lim(mag, CFG, n_iter=2, mel=-mel)
 
 
 @pytest.mark.skipif("checkpoint" not in inspect.signature(griffin_lim).parameters,
