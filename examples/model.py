@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
+from specinv_lightning.functional.metrics import frame_mask
 from specinv_lightning.mel import MelSpectrogram, as_config
 
 __all__ = ["MelVAE"]
@@ -181,11 +182,9 @@ class MelVAE(LightningModule):
 
     # ------------------------------------------------------------------ losses
     def _frame_mask(self, lengths: Tensor, frames: int) -> Tensor:
-        """``(B, 1, frames)`` mask of frames whose centre lies inside the valid samples."""
-        hop = self.config.hop_length
-        valid = torch.div(lengths, hop, rounding_mode="floor") + 1
-        steps = torch.arange(frames, device=lengths.device)
-        return (steps[None, :] < valid[:, None]).unsqueeze(1)
+        """``(B, 1, frames)`` mask of the frames that hold each item's valid samples."""
+        valid = self.config.valid_frames(lengths).clamp(max=frames)
+        return frame_mask(valid, lengths.shape, frames, lengths.device)
 
     def _losses(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor, Tensor]:
         audio = batch["audio"]

@@ -17,10 +17,12 @@ from torch import Tensor
 from typing_extensions import override
 
 from specinv_lightning.config import MelConfig
-from specinv_lightning.functional.compression import compress
+from specinv_lightning.functional._checks import check_lengths
+from specinv_lightning.functional.compression import compressed_floor
 from specinv_lightning.functional.stft import spectrogram_magnitude, stft
 from specinv_lightning.inverse import MelInverter
 from specinv_lightning.loggers import AudioClip, figure_to_array, media_sinks, mel_figure
+from specinv_lightning.loss import shorthand_conflicts
 from specinv_lightning.mel import MelSpectrogram, as_config
 from specinv_lightning.metrics import LogSpectralDistance, MelConsistency, SpectralConvergence
 
@@ -75,7 +77,8 @@ class InversionCallback(Callback):
     Configuration errors raise ``ValueError`` in ``__init__`` or at the first validation batch.
 
     Args:
-        config: The mel transform the model predicts (``MelConfig``, preset name or dict).
+        config: The mel transform the model predicts (``MelConfig``, preset name or mapping);
+            may be omitted when ``inverter`` is given.
         num_samples: Number of items captured, inverted and logged.
         every_n_epochs: Log audio at every n-th validation run.
         n_iter: Griffin-Lim iterations (scoring and logging).
@@ -101,6 +104,9 @@ class InversionCallback(Callback):
         inverter_kwargs: Extra :class:`~specinv_lightning.MelInverter` arguments. The default
             initial phase is ``init="zeros"`` so that scores do not depend on how items are batched
             or split across ranks.
+        inverter: A ready :class:`~specinv_lightning.MelInverter` instead of ``config``,
+            ``n_iter``, ``mel_consistent`` and ``inverter_kwargs`` (passing one of those with a
+            value other than its default is then an error).
         name: Identifies this instance in checkpoints (``state_key``), media keys
             (``<prefix>audio/<name>/...``) and folders (``audio/<name>/epoch=<E>/``). To use two
             instances, give them different names and different ``prefix`` (the metric keys).
@@ -116,7 +122,7 @@ class InversionCallback(Callback):
 
     def __init__(
         self,
-        config: MelConfig | str | dict,
+        config: MelConfig | str | Mapping[str, Any] | None = None,
         num_samples: int = 4,
         every_n_epochs: int = 1,
         n_iter: int = 32,
@@ -136,9 +142,13 @@ class InversionCallback(Callback):
         log_mel_images: bool = True,
         inverter_kwargs: dict[str, Any] | None = None,
         name: str | None = None,
+        inverter: MelInverter | None = None,
     ) -> None:
         super().__init__()
-        self.config = as_config(config)
+        self.inverter = self._build_inverter(
+            config, inverter, dict(n_iter=n_iter, mel_consistent=mel_consistent), inverter_kwargs
+        )
+        self.config = self.inverter.config
         for arg, value, low in (
             ("num_samples", num_samples, 0),
             ("every_n_epochs", every_n_epochs, 1),
@@ -165,22 +175,8 @@ class InversionCallback(Callback):
             raise ValueError(f"normalize: expected 'peak' or None, got {normalize!r}")
         if not isinstance(prefix, str):
             raise ValueError(f"prefix: expected a string, got {prefix!r}")
-        kwargs = {"init": "zeros", **(inverter_kwargs or {})}
-        if "config" in kwargs or "n_iter" in kwargs or "mel_consistent" in kwargs:
-            raise ValueError(
-                "inverter_kwargs: pass config, n_iter and mel_consistent as InversionCallback"
-                f" arguments, got keys {sorted(kwargs)}"
-            )
-        try:
-            self.inverter = MelInverter(
-                self.config, n_iter=n_iter, mel_consistent=mel_consistent, **kwargs
-            )
-        except TypeError as err:
-            raise ValueError(f"inverter_kwargs: {err}") from err
-
         self.num_samples = num_samples
         self.every_n_epochs = every_n_epochs
-        self.n_iter = n_iter
         self.mel_key = mel_key
         self.target_key = target_key
         self.target_mel_key = target_mel_key
@@ -200,10 +196,7 @@ class InversionCallback(Callback):
         self.mel_consistency = MelConsistency(self.config)
         self.spectral_convergence = SpectralConvergence()
         self.log_spectral_distance = LogSpectralDistance()
-        silence = compress(
-            torch.tensor([float(self.config.log_floor)], dtype=torch.float64), self.config
-        )
-        self._silence = 0.0 if self.config.compression == "none" else float(silence[0])
+        self._silence = compressed_floor(self.config)
 
         # persisted state
         self.references_logged = False
@@ -213,6 +206,40 @@ class InversionCallback(Callback):
         self._samples: list[_Sample] = []
         self._warned_nonfinite = False
         self._device = torch.device("cpu")
+
+    @classmethod
+    def _build_inverter(
+        cls,
+        config: MelConfig | str | Mapping[str, Any] | None,
+        inverter: MelInverter | None,
+        shorthand: dict[str, Any],
+        inverter_kwargs: dict[str, Any] | None,
+    ) -> MelInverter:
+        """The given ``inverter`` (checked), or one built from the shorthand arguments."""
+        if inverter is not None:
+            if not isinstance(inverter, MelInverter):
+                raise ValueError(f"inverter: expected a MelInverter, got {type(inverter).__name__}")
+            conflicts = shorthand_conflicts(cls, shorthand) + sorted(inverter_kwargs or {})
+            if conflicts:
+                raise ValueError(
+                    "inverter: a ready MelInverter sets the inversion; do not also pass"
+                    f" {conflicts}"
+                )
+            if config is not None and as_config(config) != inverter.config:
+                raise ValueError("config: differs from inverter.config; pass one of them")
+            return inverter
+        if config is None:
+            raise ValueError("config: expected a MelConfig, preset name or mapping, got None")
+        kwargs = {"init": "zeros", **(inverter_kwargs or {})}
+        if "config" in kwargs or "n_iter" in kwargs or "mel_consistent" in kwargs:
+            raise ValueError(
+                "inverter_kwargs: pass config, n_iter and mel_consistent as InversionCallback"
+                f" arguments, got keys {sorted(kwargs)}"
+            )
+        try:
+            return MelInverter(as_config(config), **shorthand, **kwargs)
+        except TypeError as err:
+            raise ValueError(f"inverter_kwargs: {err}") from err
 
     # ------------------------------------------------------------------ Lightning plumbing
     @property
@@ -327,15 +354,11 @@ class InversionCallback(Callback):
                 )
         full = target.shape[-1] if target is not None else self.config.num_samples(mel.shape[-1])
         if self.lengths_key is not None:
-            raw = torch.as_tensor(data[self.lengths_key]).reshape(-1).to(self._device)
-            if raw.numel() != batch or raw.is_floating_point() or raw.is_complex():
-                raise ValueError(
-                    f"InversionCallback: {self.lengths_key!r}: expected {batch} integer lengths,"
-                    f" got {tuple(raw.shape)} of {raw.dtype}"
-                )
+            name = f"InversionCallback: {self.lengths_key!r}"
+            raw = check_lengths(data[self.lengths_key], batch, name).to(self._device)
             if self.lengths_unit == "frames":
                 raw = self.config.num_samples(raw)
-            lengths = raw.clamp(min=1, max=full).long()
+            lengths = raw.clamp(min=1, max=full)
         else:
             lengths = torch.full((batch,), full, dtype=torch.long, device=self._device)
         return mel, target, target_mel, lengths
@@ -413,9 +436,8 @@ class InversionCallback(Callback):
             )
 
     def _frames(self, lengths: Tensor, max_frames: int) -> Tensor:
-        """Mel frames covering ``lengths`` samples, clamped to ``[min_frames, max_frames]``."""
-        frames = self.config.num_frames(lengths.clamp(min=self.config.min_samples))
-        return frames.clamp(min=min(self.config.min_frames, max_frames), max=max_frames)
+        """Mel frames holding ``lengths`` samples, at most ``max_frames``."""
+        return self.config.valid_frames(lengths).clamp(max=max_frames)
 
     def _score(self, mel: Tensor, target: Tensor | None, lengths: Tensor) -> None:
         ok = self._finite_items(mel, "predicted mel")

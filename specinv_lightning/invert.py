@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from specinv_lightning.config import PRESETS, MelConfig
+from specinv_lightning.functional._checks import check_mel
 from specinv_lightning.inverse import MelInverter
 
 __all__ = ["MEL_EXTENSIONS", "Summary", "collect_inputs", "load_config", "load_mel", "main"]
@@ -207,18 +208,7 @@ def load_mel(path: Path, config: MelConfig) -> Tensor:
             f"expected shape (n_mels={config.n_mels}, frames) or (1, n_mels, frames), got"
             f" {tuple(data.shape)}"
         )
-    if mel.shape[0] != config.n_mels:
-        raise ValueError(
-            f"expected n_mels={config.n_mels} (shape (n_mels, frames)), got shape"
-            f" {tuple(data.shape)} - wrong preset/config?"
-        )
-    if mel.shape[1] < 2:
-        raise ValueError(f"expected at least 2 frames, got {mel.shape[1]}")
-    if not bool(torch.isfinite(mel).all()):
-        raise ValueError(f"contains {int((~torch.isfinite(mel)).sum())} NaN/Inf value(s)")
-    if config.compression == "none" and bool((mel < 0).any()):
-        raise ValueError("contains negative values, but the config's compression is 'none'")
-    return mel
+    return check_mel(mel, config, "mel")
 
 
 def _describe_load_error(err: Exception) -> str:
@@ -270,16 +260,6 @@ def _batches(
         if len(group) >= batch_size:
             yield pending.pop(item[2].shape[-1])
     yield from pending.values()
-
-
-def _initial_phase(config: MelConfig, frames: int, dtype: torch.dtype) -> Tensor:
-    """Uniform random phase ``(n_freqs, frames)`` from a fixed seed (CPU generator).
-
-    Drawn in float32 and then cast, so float32 and float64 inputs start from the same phase.
-    """
-    generator = torch.Generator().manual_seed(0)
-    phase = torch.rand(config.n_freqs, frames, generator=generator, dtype=torch.float32)
-    return (phase * (2 * torch.pi)).to(dtype)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -334,12 +314,7 @@ def _device(name: str) -> torch.device:
     return device
 
 
-def run(args: argparse.Namespace) -> Summary:
-    """Invert every input (see :func:`main`); returns what happened to each file.
-
-    Raises:
-        UsageError: Bad options or no inputs found.
-    """
+def _check_args(args: argparse.Namespace) -> None:
     if args.n_iter < 0:
         raise UsageError(f"--n-iter: expected an integer >= 0, got {args.n_iter}")
     if args.batch_size < 1:
@@ -348,6 +323,15 @@ def run(args: argparse.Namespace) -> Summary:
         raise UsageError(
             f"--subtype {args.subtype!r}: expected one of {sorted(sf.available_subtypes('WAV'))}"
         )
+
+
+def run(args: argparse.Namespace) -> Summary:
+    """Invert every input (see :func:`main`); returns what happened to each file.
+
+    Raises:
+        UsageError: Bad options or no inputs found.
+    """
+    _check_args(args)
     config = load_config(args.preset, args.config)
     device = _device(args.device)
     files, problems = collect_inputs(args.inputs)
@@ -359,80 +343,106 @@ def run(args: argparse.Namespace) -> Summary:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UsageError(f"--out {out_dir}: {err}") from err
-    summary = Summary(failed=list(problems))
     inverter = MelInverter(config, n_iter=args.n_iter, mel_consistent=not args.no_mel_consistent)
-    inverter = inverter.to(device)
-    bar = _progress(len(files), enabled=not args.quiet)
+    runner = _Runner(args, config, inverter.to(device), out_dir, Summary(failed=list(problems)))
+    try:
+        for batch in _batches(runner.loaded(files), args.batch_size):
+            runner.invert_and_write(batch, device)
+    finally:
+        runner.close()
+    return runner.summary
 
-    def say(message: str) -> None:
-        if args.quiet:
+
+class _Runner:
+    """One ``specinv-invert`` run: loads, inverts and writes, recording each file's outcome."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        config: MelConfig,
+        inverter: MelInverter,
+        out_dir: Path,
+        summary: Summary,
+    ) -> None:
+        self.args, self.config, self.inverter = args, config, inverter
+        self.out_dir, self.summary = out_dir, summary
+        self.bar = _progress(0, enabled=not args.quiet)
+        self.claimed: dict[Path, Path] = {}
+
+    def say(self, message: str) -> None:
+        if self.args.quiet:
             return
-        if bar is not None:
-            bar.write(message, file=sys.stderr)
+        if self.bar is not None:
+            self.bar.write(message, file=sys.stderr)
         else:
             print(message, file=sys.stderr, flush=True)
 
-    def advance(n: int = 1) -> None:
-        if bar is not None:
-            bar.update(n)
+    def advance(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
 
-    claimed: dict[Path, Path] = {}
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
-    def loaded() -> Iterator[tuple[Path, Path, Tensor]]:
+    def loaded(self, files: Sequence[Path]) -> Iterator[tuple[Path, Path, Tensor]]:
+        """``(input, output, mel)`` of every file to invert (the others are recorded)."""
+        if self.bar is not None:
+            self.bar.total = len(files)
         for path in files:
-            target = out_dir / f"{path.stem}.wav"
-            if target.exists() and not args.overwrite and target not in claimed:
-                summary.skipped.append((path, f"{target} exists (use --overwrite)"))
-                advance()
+            target = self.out_dir / f"{path.stem}.wav"
+            if target.exists() and not self.args.overwrite and target not in self.claimed:
+                self.summary.skipped.append((path, f"{target} exists (use --overwrite)"))
+                self.advance()
                 continue
             try:
-                mel = load_mel(path, config)
+                mel = load_mel(path, self.config)
             except ValueError as err:
-                summary.failed.append((path, str(err)))
-                say(f"FAILED {path}: {err}")
-                advance()
+                self.summary.failed.append((path, str(err)))
+                self.say(f"FAILED {path}: {err}")
+                self.advance()
                 continue
-            if target in claimed:  # two inputs with the same stem (e.g. x.npy and x.pt)
-                summary.failed.append(
-                    (path, f"output {target} is already produced from {claimed[target]}")
+            if target in self.claimed:  # two inputs with the same stem (e.g. x.npy and x.pt)
+                self.summary.failed.append(
+                    (path, f"output {target} is already produced from {self.claimed[target]}")
                 )
-                advance()
+                self.advance()
                 continue
-            claimed[target] = path
+            self.claimed[target] = path
             yield path, target, mel
 
-    try:
-        for batch in _batches(loaded(), args.batch_size):
-            dtype = torch.float64 if any(m.dtype == torch.float64 for *_, m in batch) else None
-            mels = torch.stack([mel.to(dtype or mel.dtype) for _, _, mel in batch]).to(device)
-            # the same seeded random initial phase for every file, so each output depends only
-            # on its own mel (not on batching or file order)
-            phase = _initial_phase(config, mels.shape[-1], mels.dtype).to(device)
-            try:
-                with torch.inference_mode():
-                    waves = inverter(mels, init=phase.expand(len(batch), -1, -1))
-                    waves = waves.float().cpu().numpy()
-            except (RuntimeError, ValueError) as err:
-                for path, _, _ in batch:
-                    summary.failed.append((path, f"inversion failed: {err}"))
-                advance(len(batch))
-                continue
-            for (path, target, _), wave in zip(batch, waves, strict=True):
-                try:
-                    _write(target, wave, config.sample_rate, args.subtype, args.overwrite)
-                except FileExistsError:
-                    summary.skipped.append((path, f"{target} exists (use --overwrite)"))
-                except (OSError, RuntimeError) as err:
-                    summary.failed.append((path, f"cannot write {target}: {err}"))
-                else:
-                    summary.written.append(target)
-                    if bar is None:
-                        say(f"wrote {target}")
-                advance()
-    finally:
-        if bar is not None:
-            bar.close()
-    return summary
+    def invert_and_write(
+        self, batch: list[tuple[Path, Path, Tensor]], device: torch.device
+    ) -> None:
+        """Invert mels of equal frame counts together and write each wav."""
+        dtype = torch.float64 if any(m.dtype == torch.float64 for *_, m in batch) else None
+        mels = torch.stack([mel.to(dtype or mel.dtype) for _, _, mel in batch]).to(device)
+        try:
+            # the seeded random initial phase is shared by all items: each output depends
+            # only on its own mel (not on batching or file order)
+            with torch.inference_mode():
+                waves = self.inverter(mels).float().cpu().numpy()
+        except (RuntimeError, ValueError) as err:
+            for path, _, _ in batch:
+                self.summary.failed.append((path, f"inversion failed: {err}"))
+            self.advance(len(batch))
+            return
+        for (path, target, _), wave in zip(batch, waves, strict=True):
+            self.write(path, target, wave)
+
+    def write(self, path: Path, target: Path, wave: np.ndarray) -> None:
+        args = self.args
+        try:
+            _write(target, wave, self.config.sample_rate, args.subtype, args.overwrite)
+        except FileExistsError:
+            self.summary.skipped.append((path, f"{target} exists (use --overwrite)"))
+        except (OSError, RuntimeError) as err:
+            self.summary.failed.append((path, f"cannot write {target}: {err}"))
+        else:
+            self.summary.written.append(target)
+            if self.bar is None:
+                self.say(f"wrote {target}")
+        self.advance()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

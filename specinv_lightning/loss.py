@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from specinv_lightning.config import MelConfig
-from specinv_lightning.functional._checks import check_finite, check_mel, check_tensor
-from specinv_lightning.functional.compression import compress
+from specinv_lightning.functional._checks import (
+    check_finite,
+    check_lengths,
+    check_mel,
+    check_tensor,
+)
+from specinv_lightning.functional.compression import clamp_to_floor
 from specinv_lightning.functional.metrics import frame_mask, multi_resolution_stft_loss
 from specinv_lightning.functional.stft import stft
 from specinv_lightning.inverse import MelInverter
@@ -20,6 +26,13 @@ __all__ = ["MultiResolutionSTFTLoss", "WaveformReconstructionLoss"]
 
 _STFT_WINDOWS = ("hann", "hamming", "blackman", "bartlett", "kaiser")
 _INITS = ("random", "zeros", "target")
+
+
+def shorthand_conflicts(owner: Any, given: Mapping[str, Any]) -> list[str]:
+    """Names in ``given`` whose value differs from ``owner.__init__``'s default (arguments that
+    a ready ``inverter=`` would silently override)."""
+    params = inspect.signature(owner.__init__).parameters
+    return sorted(k for k, v in given.items() if k in params and v != params[k].default)
 
 
 class MultiResolutionSTFTLoss(nn.Module):
@@ -193,7 +206,7 @@ class WaveformReconstructionLoss(nn.Module):
     masks the mel L1 to ``config.num_frames(length)`` frames.
 
     Args:
-        config: The mel transform of the model (``MelConfig``, preset name or dict).
+        config: The mel transform of the model (``MelConfig``, preset name or mapping).
         n_iter: Griffin-Lim iterations.
         mel_consistent: Mel-consistent phase retrieval (see ``MelInverter``).
         checkpoint: Gradient checkpointing of the unrolled iterations.
@@ -207,6 +220,10 @@ class WaveformReconstructionLoss(nn.Module):
         algorithm: ``"fgla"``, ``"agla"`` or ``"gla"``.
         momentum: FGLA momentum.
         seed: Seed of the random initial phase (``None``: fresh random phase each call).
+        inverter: A ready :class:`~specinv_lightning.MelInverter` to use instead of building one
+            from the shorthand arguments above (then ``config`` may be omitted, and passing a
+            shorthand argument that differs from its default is an error). With
+            ``init="target"`` the target's phase replaces the inverter's initial phase.
         **inverter_kwargs: Further :class:`~specinv_lightning.MelInverter` options (``beta``,
             ``gamma``, ``nnls_max_iter``, ...).
 
@@ -224,25 +241,37 @@ class WaveformReconstructionLoss(nn.Module):
 
     def __init__(
         self,
-        config: MelConfig | str | dict,
+        config: MelConfig | str | Mapping[str, Any] | None = None,
         n_iter: int = 16,
         mel_consistent: bool = True,
         checkpoint: bool = True,
         stft_loss: nn.Module | None = None,
         mel_weight: float = 1.0,
         stft_weight: float = 1.0,
-        init: str = "random",
+        init: Literal["random", "zeros", "target"] = "random",
         detach_phase: bool = False,
-        magnitude: str = "pinv",
+        magnitude: Literal["pinv", "nnls", "transpose"] = "pinv",
         algorithm: str = "fgla",
         momentum: float = 0.99,
         seed: int | None = 0,
+        inverter: MelInverter | None = None,
         **inverter_kwargs: Any,
     ) -> None:
         super().__init__()
-        self.config = as_config(config)
         if init not in _INITS:
             raise ValueError(f"init: expected one of {_INITS}, got {init!r}")
+        shorthand = dict(
+            n_iter=n_iter,
+            mel_consistent=mel_consistent,
+            checkpoint=checkpoint,
+            detach_phase=detach_phase,
+            magnitude=magnitude,
+            algorithm=algorithm,
+            momentum=momentum,
+            seed=seed,
+        )
+        self.inverter = self._build_inverter(config, inverter, shorthand, init, inverter_kwargs)
+        self.config = self.inverter.config
         if mel_weight < 0 or stft_weight < 0 or (mel_weight == 0 and stft_weight == 0):
             raise ValueError(
                 "mel_weight, stft_weight: expected values >= 0, not both 0, got"
@@ -251,28 +280,40 @@ class WaveformReconstructionLoss(nn.Module):
         self.init = init
         self.mel_weight = float(mel_weight)
         self.stft_weight = float(stft_weight)
-        self.inverter = MelInverter(
-            self.config,
-            n_iter=n_iter,
-            mel_consistent=mel_consistent,
-            magnitude=magnitude,
-            algorithm=algorithm,
-            momentum=momentum,
-            init="random" if init == "target" else init,
-            seed=seed,
-            detach_phase=detach_phase,
-            checkpoint=checkpoint,
-            **inverter_kwargs,
-        )
         self.mel_transform = MelSpectrogram(self.config)
         self.stft_loss = MultiResolutionSTFTLoss() if stft_loss is None else stft_loss
+
+    @classmethod
+    def _build_inverter(
+        cls,
+        config: MelConfig | str | Mapping[str, Any] | None,
+        inverter: MelInverter | None,
+        shorthand: dict[str, Any],
+        init: str,
+        inverter_kwargs: dict[str, Any],
+    ) -> MelInverter:
+        """The given ``inverter`` (checked against ``config`` and the shorthand arguments), or
+        one built from them."""
+        if inverter is None:
+            if config is None:
+                raise ValueError("config: expected a MelConfig, preset name or mapping, got None")
+            start = "random" if init == "target" else init
+            return MelInverter(as_config(config), init=start, **shorthand, **inverter_kwargs)
+        if not isinstance(inverter, MelInverter):
+            raise ValueError(f"inverter: expected a MelInverter, got {type(inverter).__name__}")
+        conflicts = shorthand_conflicts(cls, shorthand) + sorted(inverter_kwargs)
+        if conflicts:
+            raise ValueError(
+                f"inverter: a ready MelInverter sets the inversion; do not also pass {conflicts}"
+            )
+        if config is not None and as_config(config) != inverter.config:
+            raise ValueError("config: differs from inverter.config; pass one of them")
+        return inverter
 
     def _validate(
         self, mel_pred: Tensor, target_wave: Tensor, lengths: Tensor | Sequence[int] | None
     ) -> tuple[Tensor, Tensor, Tensor | None]:
-        mel_pred = check_mel(
-            mel_pred, self.config.n_mels, "mel_pred", nonnegative=self.config.compression == "none"
-        )
+        mel_pred = check_mel(mel_pred, self.config, "mel_pred")
         if mel_pred.dtype in (torch.float16, torch.bfloat16):
             mel_pred = mel_pred.float()
         target_wave = check_tensor(target_wave, "target_wave", min_dim=1)
@@ -313,21 +354,9 @@ class WaveformReconstructionLoss(nn.Module):
             )
         sample_mask = None
         if lengths is not None:
-            lengths_t = torch.as_tensor(lengths, device=target_wave.device)
-            n_items = target_wave.shape[:-1].numel()
-            if lengths_t.numel() != n_items or lengths_t.is_floating_point():
-                raise ValueError(
-                    f"lengths: expected {n_items} integer sample counts (one per item), got"
-                    f" {lengths_t.tolist()}"
-                )
-            lengths_t = lengths_t.reshape(target_wave.shape[:-1])
-            if bool((lengths_t < 1).any()) or bool((lengths_t > num_samples).any()):
-                raise ValueError(
-                    f"lengths: expected sample counts in [1, {num_samples}], got {lengths_t.tolist()}"
-                )
-            sample_mask = (
-                torch.arange(num_samples, device=target_wave.device) < lengths_t[..., None]
-            )
+            valid = check_lengths(lengths, target_wave.shape[:-1].numel()).to(target_wave.device)
+            valid = valid.clamp(max=num_samples).reshape(target_wave.shape[:-1])
+            sample_mask = torch.arange(num_samples, device=target_wave.device) < valid[..., None]
         return mel_pred, target_wave, sample_mask
 
     def forward(
@@ -359,7 +388,11 @@ class WaveformReconstructionLoss(nn.Module):
             init: Any = None
             if self.init == "target":
                 init = self._target_phase(target_wave, mel_pred.shape[-1])
-            recon = self.inverter(self._clamp_to_floor(mel_pred), length=num_samples, init=init)
+            # below the floor no waveform's mel goes: invert the floor (the gradient there comes from
+            # the mel term), which also keeps Griffin-Lim away from vanishing magnitudes
+            recon = self.inverter(
+                clamp_to_floor(mel_pred, self.config), length=num_samples, init=init
+            )
             if sample_mask is not None:
                 recon = recon * sample_mask
             flat = (-1, num_samples)
@@ -371,20 +404,6 @@ class WaveformReconstructionLoss(nn.Module):
         if return_components:
             return loss, {"stft": stft_term.detach(), "mel": mel_term.detach()}
         return loss
-
-    def _clamp_to_floor(self, mel: Tensor) -> Tensor:
-        """Clamp a compressed mel at the compressed ``log_floor``, as the forward transform does.
-
-        Values below the floor are unreachable by any waveform; the inversion sees the floor
-        (their gradient then comes from the mel term only). This also keeps the unrolled
-        Griffin-Lim away from the vanishing magnitudes where float32 gradients overflow.
-        """
-        if self.config.compression == "none":
-            return mel
-        floor = compress(torch.tensor(self.config.log_floor, dtype=torch.float64), self.config)
-        if self.config.log_multiplier > 0:
-            return mel.clamp(min=float(floor))
-        return mel.clamp(max=float(floor))
 
     def _target_phase(self, target_wave: Tensor, num_frames: int) -> Tensor:
         with torch.no_grad():
@@ -404,9 +423,7 @@ class WaveformReconstructionLoss(nn.Module):
         diff = (mel_pred[..., :n] - target_mel[..., :n]).abs()
         if lengths is None:
             return diff.mean()
-        frames = [
-            max(1, self.config.num_frames(int(v))) for v in torch.as_tensor(lengths).reshape(-1)
-        ]
+        frames = self.config.valid_frames(check_lengths(lengths, diff.shape[:-2].numel()))
         mask = frame_mask(frames, diff.shape[:-2], n, diff.device)
         assert mask is not None
         m = mask.to(diff.dtype)

@@ -211,3 +211,21 @@ def test_gradients_finite_hifigan_22k() -> None:
     loss = WaveformReconstructionLoss("hifigan", n_iter=3, mel_weight=0.0)(mel, wave)
     loss.backward()
     assert torch.isfinite(mel.grad).all()
+
+
+def test_ready_inverter_is_used(speech) -> None:
+    wave = speech[:16000][None]
+    mel = MelSpectrogram(CFG16)(wave)
+    inverter = MelInverter(CFG16, n_iter=3, init="zeros")
+    loss = WaveformReconstructionLoss(inverter=inverter, mel_weight=0.0)
+    assert loss.inverter is inverter and loss.config == CFG16
+    same = WaveformReconstructionLoss(CFG16, n_iter=3, mel_weight=0.0, init="zeros")
+    torch.testing.assert_close(loss(mel, wave), same(mel, wave))
+    with pytest.raises(ValueError, match=r"do not also pass \['n_iter'\]"):
+        WaveformReconstructionLoss(inverter=inverter, n_iter=8)
+    with pytest.raises(ValueError, match="config: differs from inverter.config"):
+        WaveformReconstructionLoss("hifigan", inverter=inverter)
+    with pytest.raises(ValueError, match="inverter: expected a MelInverter"):
+        WaveformReconstructionLoss(inverter="hifigan")
+    with pytest.raises(ValueError, match="config: expected"):
+        WaveformReconstructionLoss()

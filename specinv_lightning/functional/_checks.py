@@ -5,7 +5,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["check_finite", "check_tensor", "check_mel", "check_waveform", "check_same_shape"]
+from specinv_lightning.config import MelConfig
+
+__all__ = [
+    "check_finite",
+    "check_tensor",
+    "check_mel",
+    "check_lengths",
+    "check_waveform",
+    "check_same_shape",
+]
 
 
 def check_tensor(x: object, name: str, min_dim: int = 1) -> Tensor:
@@ -35,21 +44,14 @@ def _skip_value_checks(x: Tensor) -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_compiling() or x.device.type == "meta"
 
 
-def check_mel(
-    mel: object, n_mels: int, name: str = "mel", nonnegative: bool = False, min_frames: int = 1
-) -> Tensor:
-    """Validate a (..., n_mels, frames) mel tensor.
-
-    Args:
-        mel: The tensor to check.
-        n_mels: Expected size of dim -2.
-        name: Argument name used in error messages.
-        nonnegative: Also require values >= 0 (a linear, uncompressed mel).
-        min_frames: Fewest frames accepted (e.g. :attr:`MelConfig.min_frames`).
-    """
+def check_mel(mel: object, config: MelConfig, name: str = "mel", linear: bool = False) -> Tensor:
+    """Validate a ``(..., n_mels, frames)`` mel for ``config``: real, finite, ``config.n_mels``
+    bands, at least ``config.min_frames`` frames (one analysis window), and values >= 0 when it is
+    linear (``linear=True``, or the config's compression is ``"none"``)."""
     mel = check_tensor(mel, name, min_dim=2)
     if mel.is_complex():
         raise ValueError(f"{name}: expected a real tensor, got dtype {mel.dtype}")
+    n_mels, min_frames = config.n_mels, config.min_frames
     if mel.shape[-2] != n_mels:
         raise ValueError(
             f"{name}: expected shape (..., n_mels={n_mels}, frames), got {tuple(mel.shape)}"
@@ -57,16 +59,39 @@ def check_mel(
         )
     if mel.shape[-1] < min_frames:
         raise ValueError(
-            f"{name}: expected shape (..., n_mels={n_mels}, frames) with frames >= {min_frames}"
-            f" (at least one analysis window), got {tuple(mel.shape)}"
+            f"{name}: expected at least {min_frames} frames (one window of n_fft={config.n_fft}"
+            f" samples at hop_length={config.hop_length}), got shape {tuple(mel.shape)}"
         )
     check_finite(mel, name)
+    nonnegative = linear or config.compression == "none"
     if nonnegative and not _skip_value_checks(mel) and bool((mel < 0).any()):
         raise ValueError(
             f"{name}: contains negative values (min {float(mel.min()):.3g}); expected a linear"
             " (uncompressed) mel with values >= 0. Did you pass a log-mel with compression='none'?"
         )
     return mel
+
+
+def check_lengths(lengths: object, n_items: int, name: str = "lengths") -> Tensor:
+    """Valid length of each item (samples or frames): one integer >= 1 per item, as a tensor or
+    sequence (integral floats accepted). Returns a ``long`` tensor ``(n_items,)``; values above an
+    item's size mean the whole item (callers clamp)."""
+    try:
+        values = torch.as_tensor(lengths).detach()
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{name}: expected {n_items} integer lengths, got {lengths!r}") from err
+    integral = not (values.is_complex() or values.dtype == torch.bool) and (
+        not values.is_floating_point() or bool((values == values.round()).all())
+    )
+    if values.numel() != n_items or not integral:
+        raise ValueError(
+            f"{name}: expected {n_items} integer lengths (one per item), got shape"
+            f" {tuple(values.shape)} of {values.dtype}"
+        )
+    values = values.reshape(-1).long()
+    if bool((values < 1).any()):
+        raise ValueError(f"{name}: expected lengths >= 1, got {values.tolist()}")
+    return values
 
 
 def check_waveform(waveform: object, min_samples: int, name: str = "waveform") -> Tensor:

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from specinv_lightning.config import MelConfig
 
-__all__ = ["compress", "decompress"]
+__all__ = ["compress", "decompress", "compressed_floor", "clamp_to_floor"]
 
 
 def compress(mel: Tensor, config: MelConfig) -> Tensor:
@@ -32,3 +32,27 @@ def decompress(mel: Tensor, config: MelConfig) -> Tensor:
         return mel
     base = math.e if config.compression == "log" else 10.0
     return torch.exp(mel * (math.log(base) / config.log_multiplier))
+
+
+def compressed_floor(config: MelConfig) -> float:
+    """The compressed value of silence: ``compress(log_floor)`` (0.0 for ``"none"``).
+
+    No waveform's mel goes below it (above it for a negative ``log_multiplier``).
+
+    Example:
+        >>> from specinv_lightning import MelConfig
+        >>> round(compressed_floor(MelConfig.from_preset("hifigan")), 4)
+        -11.5129
+    """
+    if config.compression == "none":
+        return 0.0
+    base = math.e if config.compression == "log" else 10.0
+    return config.log_multiplier * math.log(config.log_floor) / math.log(base)
+
+
+def clamp_to_floor(mel: Tensor, config: MelConfig) -> Tensor:
+    """Clamp a compressed mel at :func:`compressed_floor`, as the forward transform does."""
+    floor = compressed_floor(config)
+    if config.compression != "none" and config.log_multiplier < 0:
+        return mel.clamp(max=floor)
+    return mel.clamp(min=floor)

@@ -287,7 +287,7 @@ def mel_consistency(
     _check_reduction(reduction)
     config = as_config(config)
     waveform = check_waveform(waveform, config.min_samples, "waveform")
-    mel = check_mel(mel, config.n_mels, "mel", nonnegative=config.compression == "none")
+    mel = check_mel(mel, config, "mel")
     if waveform.shape[:-1] != mel.shape[:-2]:
         raise ValueError(
             f"waveform and mel: expected the same leading shape, got waveform {tuple(waveform.shape)}"

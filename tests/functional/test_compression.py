@@ -89,3 +89,18 @@ def test_none_is_identity_and_gradients_flow() -> None:
     lin = decompress(comp, cfg)
     lin.sum().backward()
     torch.testing.assert_close(comp.grad, lin.detach() * math.log(10.0))
+
+
+def test_check_lengths_one_rule() -> None:
+    from specinv_lightning.functional._checks import check_lengths
+
+    assert check_lengths([3, 5.0], 2).tolist() == [3, 5]
+    assert check_lengths(torch.tensor([[7]]), 1).dtype == torch.long
+    for bad, match in (
+        ([1, 2, 3], "expected 2 integer lengths"),
+        ([1.5, 2], "expected 2 integer lengths"),
+        ([0, 2], "expected lengths >= 1"),
+        (["a", "b"], "expected 2 integer lengths"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            check_lengths(bad, 2)

@@ -131,6 +131,22 @@ def test_scores_equal_functional_metrics(tmp_path: Path) -> None:
         assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
 
 
+def test_ready_inverter_gives_the_same_scores(tmp_path: Path) -> None:
+    model = TinyMelModel()
+    inverter = MelInverter(CONFIG, n_iter=8, init="zeros")
+    cb = InversionCallback(num_samples=2, lengths_key="length", inverter=inverter)
+    assert cb.inverter is inverter and cb.config == CONFIG
+    trainer = pl.Trainer(**trainer_kwargs(tmp_path, logger=False), callbacks=[cb])
+    trainer.validate(model, TinyData(batch_size=3))
+    got = {k: float(v) for k, v in trainer.callback_metrics.items() if k != "val/loss"}
+    for key, value in _expected_scores(model, n_iter=8).items():
+        assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+    with pytest.raises(ValueError, match=r"do not also pass \['n_iter'\]"):
+        InversionCallback(n_iter=4, inverter=inverter)
+    with pytest.raises(ValueError, match="differs from inverter.config"):
+        InversionCallback("vocos", inverter=inverter)
+
+
 def test_no_logger_and_save_dir(tmp_path: Path) -> None:
     save = tmp_path / "saved"
     cb = InversionCallback(CONFIG, num_samples=2, n_iter=4, save_dir=save, normalize=None)
