@@ -102,8 +102,8 @@ class InversionCallback(Callback):
         log_on_sanity_check: Also score and log during the sanity check.
         log_mel_images: Log a predicted-vs-target mel figure (needs matplotlib).
         inverter_kwargs: Extra :class:`~specinv_lightning.MelInverter` arguments. The default
-            initial phase is ``init="zeros"`` so that scores do not depend on how items are batched
-            or split across ranks.
+            initial phase is the inverter's default, ``init="pghi"``: computed from each item's own
+            magnitude, so scores do not depend on how items are batched or split across ranks.
         inverter: A ready :class:`~specinv_lightning.MelInverter` instead of ``config``,
             ``n_iter``, ``mel_consistent`` and ``inverter_kwargs`` (passing one of those with a
             value other than its default is then an error).
@@ -230,7 +230,7 @@ class InversionCallback(Callback):
             return inverter
         if config is None:
             raise ValueError("config: expected a MelConfig, preset name or mapping, got None")
-        kwargs = {"init": "zeros", **(inverter_kwargs or {})}
+        kwargs = dict(inverter_kwargs or {})
         if "config" in kwargs or "n_iter" in kwargs or "mel_consistent" in kwargs:
             raise ValueError(
                 "inverter_kwargs: pass config, n_iter and mel_consistent as InversionCallback"

@@ -59,7 +59,11 @@ class MelInverter(nn.Module):
         momentum: FGLA/AGLA ``alpha``.
         beta: AGLA ``beta``.
         gamma: AGLA ``gamma``.
-        init: ``"random"`` or ``"zeros"`` initial phase (a tensor can be passed to ``forward``).
+        init: Initial phase: ``"pghi"`` (default: computed from the magnitude by phase-gradient
+            integration, deterministic and per item; Griffin-Lim then starts far closer to a
+            consistent spectrogram), ``"random"`` or ``"zeros"`` (see
+            :func:`~specinv_lightning.functional.initial_phase`; a tensor can be passed to
+            ``forward``).
         seed: Seed of the random initial phase (``None``: unseeded).
         nnls_max_iter: Iteration cap of the NNLS solver.
         nnls_tol: Relative-residual improvement below which NNLS stops.
@@ -98,7 +102,7 @@ class MelInverter(nn.Module):
         momentum: float = 0.99,
         beta: float = 1.1,
         gamma: float = 1.2,
-        init: Init = "random",
+        init: Init = "pghi",
         seed: int | None = 0,
         nnls_max_iter: int = 300,
         nnls_tol: float = 1e-4,

@@ -37,6 +37,7 @@ from torch import Tensor
 
 from specinv_lightning.config import PRESETS, MelConfig
 from specinv_lightning.functional._checks import check_mel
+from specinv_lightning.functional.initial import INITS
 from specinv_lightning.inverse import MelInverter
 
 __all__ = ["MEL_EXTENSIONS", "Summary", "collect_inputs", "load_config", "load_mel", "main"]
@@ -291,6 +292,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing wav files")
     parser.add_argument(
+        "--init",
+        choices=INITS,
+        default="pghi",
+        help="initial phase: 'pghi' (from the magnitude, default), 'random' (seeded) or 'zeros'",
+    )
+    parser.add_argument(
         "--no-mel-consistent",
         action="store_true",
         help="plain (fast) Griffin-Lim instead of the mel-consistent variant",
@@ -343,7 +350,9 @@ def run(args: argparse.Namespace) -> Summary:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UsageError(f"--out {out_dir}: {err}") from err
-    inverter = MelInverter(config, n_iter=args.n_iter, mel_consistent=not args.no_mel_consistent)
+    inverter = MelInverter(
+        config, n_iter=args.n_iter, mel_consistent=not args.no_mel_consistent, init=args.init
+    )
     runner = _Runner(args, config, inverter.to(device), out_dir, Summary(failed=list(problems)))
     try:
         for batch in _batches(runner.loaded(files), args.batch_size):
@@ -418,8 +427,8 @@ class _Runner:
         dtype = torch.float64 if any(m.dtype == torch.float64 for *_, m in batch) else None
         mels = torch.stack([mel.to(dtype or mel.dtype) for _, _, mel in batch]).to(device)
         try:
-            # the seeded random initial phase is shared by all items: each output depends
-            # only on its own mel (not on batching or file order)
+            # every init is per item (pghi) or shared by all items (seeded random, zeros): each
+            # output depends only on its own mel (not on batching or file order)
             with torch.inference_mode():
                 waves = self.inverter(mels).float().cpu().numpy()
         except (RuntimeError, ValueError) as err:

@@ -28,6 +28,7 @@ from specinv_lightning.functional.metrics import (
     spectral_inconsistency,
     stft_loss,
 )
+from specinv_lightning.functional.pghi import pghi_phase
 from specinv_lightning.functional.phase import (
     ALGORITHMS,
     Algorithm,
@@ -62,6 +63,7 @@ __all__ = [
     "mel_filterbank",
     "mel_to_hz",
     "nnls_spectrum",
+    "pghi_phase",
     "pinv_spectrum",
     "project_onto_mel",
     "register_algorithm",

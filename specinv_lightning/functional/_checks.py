@@ -11,6 +11,7 @@ __all__ = [
     "check_finite",
     "check_tensor",
     "check_mel",
+    "check_magnitude",
     "check_lengths",
     "check_waveform",
     "check_same_shape",
@@ -70,6 +71,25 @@ def check_mel(mel: object, config: MelConfig, name: str = "mel", linear: bool = 
             " (uncompressed) mel with values >= 0. Did you pass a log-mel with compression='none'?"
         )
     return mel
+
+
+def check_magnitude(magnitude: object, config: MelConfig, name: str = "magnitude") -> Tensor:
+    """Validate a real, finite, non-negative STFT magnitude ``(..., n_freqs, frames)``."""
+    magnitude = check_tensor(magnitude, name, min_dim=2)
+    if magnitude.is_complex():
+        raise ValueError(f"{name}: expected a real tensor (|STFT|), got dtype {magnitude.dtype}")
+    if magnitude.shape[-2] != config.n_freqs:
+        raise ValueError(
+            f"{name}: expected shape (..., n_freqs={config.n_freqs}, frames), got"
+            f" {tuple(magnitude.shape)}"
+        )
+    check_finite(magnitude, name)
+    if not _skip_value_checks(magnitude) and bool((magnitude < 0).any()):
+        raise ValueError(
+            f"{name}: contains negative values (min {float(magnitude.min()):.3g}); expected an"
+            " STFT magnitude with values >= 0"
+        )
+    return magnitude
 
 
 def check_lengths(lengths: object, n_items: int, name: str = "lengths") -> Tensor:

@@ -241,7 +241,7 @@ def retrieve(
     natural = config.num_samples(num_frames)
     loop = _Loop(config, plan, weights, n_iter, natural)
     out_len = natural if length is None else length
-    phase = initial_phase(magnitude, init, generator)
+    phase = initial_phase(magnitude, init, generator, config)
     mags = magnitude.reshape(-1, n_freqs, num_frames)
     if phase.dim() > 2:
         phase = phase.reshape(mags.shape)

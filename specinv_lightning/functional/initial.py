@@ -7,27 +7,33 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
 
+from specinv_lightning.config import MelConfig
+from specinv_lightning.functional.pghi import pghi_phase
+
 __all__ = ["INITS", "Init", "initial_phase"]
 
-Init = Literal["random", "zeros"]
-INITS: tuple[str, ...] = ("random", "zeros")
+Init = Literal["pghi", "random", "zeros"]
+INITS: tuple[str, ...] = get_args(Init)
 
 
 def initial_phase(
     magnitude: Tensor,
     init: str | Tensor = "random",
     generator: torch.Generator | None = None,
+    config: MelConfig | None = None,
 ) -> Tensor:
     """Phase in radians to start phase retrieval from, broadcastable to ``magnitude``.
 
     Args:
         magnitude: Real ``(..., n_freqs, frames)``.
-        init: ``"random"``: one phase ``(n_freqs, frames)``, uniform on the circle, shared by
+        init: ``"pghi"``: computed from the magnitude itself (:func:`~specinv_lightning.functional.pghi.pghi_phase`,
+            phase-gradient integration along spectral peaks; deterministic, per item, needs
+            ``config``). ``"random"``: one phase ``(n_freqs, frames)``, uniform on the circle, shared by
             every item, drawn frame by frame (in float32, then cast) so that an item's phase
             depends neither on the batch it is in nor on the dtype, and a longer item starts
             with the same phases as a shorter one. ``"zeros"``: phase 0, ``(n_freqs, frames)``.
@@ -35,10 +41,14 @@ def initial_phase(
             whose phase is used (0 where it is 0), e.g. the target's STFT for teacher forcing.
         generator: Optional ``torch.Generator`` for ``"random"`` (it may live on another device
             than ``magnitude``).
+        config: The STFT of ``magnitude`` (needed by ``"pghi"``).
 
     Returns:
         Real phases of ``magnitude``'s dtype and device: ``(n_freqs, frames)`` for ``"random"``
         and ``"zeros"``, else ``magnitude``'s shape.
+
+    Raises:
+        ValueError: Unknown ``init``, a tensor of the wrong shape, or ``"pghi"`` without ``config``.
 
     Example:
         >>> mag = torch.ones(2, 5, 3)
@@ -57,6 +67,10 @@ def initial_phase(
             )
         init = init.detach().to(device)
         return (torch.angle(init) if init.is_complex() else init).to(dtype)
+    if init == "pghi":
+        if config is None:
+            raise ValueError("config: init='pghi' needs the STFT config of the magnitude")
+        return pghi_phase(magnitude, config)
     if init == "zeros":
         return torch.zeros(n_freqs, num_frames, dtype=dtype, device=device)
     if init == "random":

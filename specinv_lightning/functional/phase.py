@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from specinv_lightning.config import MelConfig
-from specinv_lightning.functional._checks import check_finite, check_mel, check_tensor
+from specinv_lightning.functional._checks import check_magnitude, check_mel
 from specinv_lightning.functional._engine import (
     LoopWeights,
     MelConstraint,
@@ -156,7 +156,7 @@ def griffin_lim(
         >>> griffin_lim(mag, cfg, n_iter=4, length=8000).shape
         torch.Size([2, 8000])
     """
-    magnitude = _check_magnitude(magnitude, config)
+    magnitude = check_magnitude(magnitude, config)
     weights = loop_weights(algorithm, momentum, beta, gamma)
     if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 0:
         raise ValueError(f"n_iter: expected an integer >= 0, got {n_iter!r}")
@@ -187,16 +187,3 @@ def griffin_lim(
         checkpoint=checkpoint,
         window=window,
     )
-
-
-def _check_magnitude(magnitude: object, config: MelConfig) -> Tensor:
-    magnitude = check_tensor(magnitude, "magnitude", min_dim=2)
-    if magnitude.is_complex():
-        raise ValueError("magnitude: expected a real tensor (|STFT|), got a complex one")
-    if magnitude.shape[-2] != config.n_freqs:
-        raise ValueError(
-            f"magnitude: expected shape (..., n_freqs={config.n_freqs}, frames), got"
-            f" {tuple(magnitude.shape)}"
-        )
-    check_finite(magnitude, "magnitude")
-    return magnitude

@@ -100,14 +100,14 @@ def test_csv_logger_wav_files_and_scores(tmp_path: Path) -> None:
     assert pred.shape == ref.shape
 
 
-def _expected_scores(model: TinyMelModel, n_iter: int) -> dict[str, float]:
+def _expected_scores(model: TinyMelModel, n_iter: int, init: str = "zeros") -> dict[str, float]:
     """The callback's scores recomputed by hand with the functional API over the whole set."""
     data = SpeechClips(8)
     audio = torch.stack([data[i]["audio"] for i in range(8)])
     lengths = torch.tensor(LENGTHS)
     with torch.no_grad():
         mel, _ = model(audio)
-        wave = MelInverter(CONFIG, n_iter=n_iter, init="zeros")(mel)
+        wave = MelInverter(CONFIG, n_iter=n_iter, init=init)(mel)
     frames = torch.tensor([CONFIG.num_frames(int(n)) for n in lengths])
     n = wave.shape[-1]
     pm = spectrogram_magnitude(stft(wave, CONFIG))
@@ -119,16 +119,20 @@ def _expected_scores(model: TinyMelModel, n_iter: int) -> dict[str, float]:
     }
 
 
-def test_scores_equal_functional_metrics(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("init", "rel"), [("zeros", 1e-4), ("pghi", 2e-2)])
+def test_scores_equal_functional_metrics(tmp_path: Path, init: str, rel: float) -> None:
+    # zeros: exactly batch independent; pghi (the default): an item's last valid frame may see
+    # its padding (its phase reads the next frame), so batches 3, 3, 2 differ very slightly
     model = TinyMelModel()
-    cb = InversionCallback(CONFIG, num_samples=2, n_iter=8, lengths_key="length")
+    kwargs = {"inverter_kwargs": {"init": init}} if init != "pghi" else {}
+    cb = InversionCallback(CONFIG, num_samples=2, n_iter=8, lengths_key="length", **kwargs)
     trainer = pl.Trainer(**trainer_kwargs(tmp_path, logger=False), callbacks=[cb])
     trainer.validate(model, TinyData(batch_size=3))  # batches of 3, 3, 2: scores are per item
     got = {k: float(v) for k, v in trainer.callback_metrics.items() if k != "val/loss"}
-    expected = _expected_scores(model, n_iter=8)
+    expected = _expected_scores(model, n_iter=8, init=init)
     assert got.keys() == expected.keys()
     for key, value in expected.items():
-        assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+        assert got[key] == pytest.approx(value, rel=rel, abs=1e-5), key
 
 
 def test_ready_inverter_gives_the_same_scores(tmp_path: Path) -> None:
