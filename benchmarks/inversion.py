@@ -4,6 +4,10 @@ Same clips, same mel transform (the Tacotron2 preset: 22.05 kHz, n_fft 1024, hop
 mels up to 8 kHz, magnitude mel, centred reflect STFT - a transform all three libraries can express
 exactly), same number of Griffin-Lim iterations (32, momentum 0.99, random initial phase).
 
+Second table (``--quality``, on by default): mel consistency after 0, 4, 8, 16 and 32 iterations
+for each initial phase (``random``, ``zeros``, and the default ``pghi``), and the seconds each
+needs to reach torchaudio's 32-iteration mel consistency, in the same run.
+
 Reports the median wall time over repeats and the quality of the output:
 - ``mel SC``: spectral convergence (dB) of the output's mel against the input mel, in the linear
   mel domain (how consistent the audio is with what the model predicted);
@@ -107,7 +111,8 @@ def methods(cfg: MelConfig, mel: torch.Tensor, lin: torch.Tensor, n: int, device
     """name -> zero-argument function returning waveforms (B, n) on CPU."""
     out: dict[str, Callable[[], torch.Tensor]] = {}
     for name, kwargs in (
-        ("specinv (default: mel-consistent FGLA)", {}),
+        ("specinv (default: mel-consistent FGLA, pghi init)", {}),
+        ("specinv init='random'", {"init": "random"}),
         ("specinv mel_consistent=False", {"mel_consistent": False}),
         ("specinv algorithm='agla'", {"algorithm": "agla"}),
         ("specinv magnitude='nnls'", {"magnitude": "nnls"}),
@@ -202,6 +207,64 @@ def run(devices: list[str], batches: list[int], repeats: int) -> list[dict]:
     return rows
 
 
+QUALITY_ITERS = (0, 4, 8, 16, 32)
+SEARCH_ITERS = (1, 2, 3, 4, 6, 8, 10, 12, 16, 20, 24, 32)
+INITS = ("random", "zeros", "pghi")
+
+
+def quality(device: str, batch: int, repeats: int, target_sc: float | None) -> list[dict]:
+    """Mel SC and time of the default inverter per initial phase and iteration count; with
+    ``target_sc`` (torchaudio's 32-iteration mel SC) also the fewest iterations that reach it."""
+    cfg = MelConfig.from_preset("tacotron2")
+    clips = make_clips(cfg.sample_rate, batch)
+    n = clips.shape[-1]
+    ms = MelSpectrogram(cfg)
+    lin = ms.linear(clips)
+    mel = compress(lin, cfg).to(device)
+    counts = sorted(set(QUALITY_ITERS) | (set(SEARCH_ITERS) if target_sc is not None else set()))
+    rows = []
+    for init in INITS:
+        for n_iter in counts:
+            inv = MelInverter(cfg, n_iter=n_iter, init=init).to(device)
+            with torch.inference_mode():
+                seconds, wav = timed_interleaved(
+                    {"x": lambda inv=inv: inv(mel, length=n)}, {"x": repeats}, device
+                )["x"]
+            mel_sc = sc_db(ms.linear(wav.detach().float().cpu()[..., :n]), lin)
+            rows.append(dict(init=init, n_iter=n_iter, seconds=seconds, mel_sc=mel_sc))
+            print(f"  quality {device} B={batch} init={init} n_iter={n_iter}: {mel_sc:.2f} dB")
+    return rows
+
+
+def quality_table(rows: list[dict], torchaudio: dict | None) -> str:
+    head = " | ".join(f"{k} it" for k in QUALITY_ITERS)
+    lines = [f"| init | {head} | s at 32 it |", "|---" * (len(QUALITY_ITERS) + 2) + "|"]
+    for init in INITS:
+        by_n = {r["n_iter"]: r for r in rows if r["init"] == init}
+        cells = " | ".join(f"{by_n[k]['mel_sc']:.2f}" for k in QUALITY_ITERS)
+        lines.append(f"| {init} | {cells} | {by_n[32]['seconds']:.3f} |")
+    if torchaudio is None:
+        return "\n".join(lines)
+    target, ta_s = torchaudio["mel_sc"], torchaudio["seconds"]
+    lines += [
+        "",
+        f"Time to reach torchaudio's 32-iteration mel SC ({target:.2f} dB, {ta_s:.3f} s):",
+        "",
+        "| init | iterations | seconds | speed vs torchaudio |",
+        "|---|---|---|---|",
+    ]
+    for init in INITS:
+        hits = sorted((r for r in rows if r["init"] == init and r["mel_sc"] <= target),
+                      key=lambda r: r["n_iter"])  # fmt: skip
+        if hits:
+            hit = hits[0]
+            lines.append(f"| {init} | {hit['n_iter']} | {hit['seconds']:.3f} |"
+                         f" {ta_s / hit['seconds']:.1f}x |")  # fmt: skip
+        else:
+            lines.append(f"| {init} | > 32 | - | - |")
+    return "\n".join(lines)
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         "| device | batch | method | median s | speed vs torchaudio | speed vs librosa | mel SC dB | mag SC dB |",
@@ -248,11 +311,23 @@ def main() -> None:
     )
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 16])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--no-quality", action="store_true", help="skip the quality-vs-iterations table"
+    )
     args = parser.parse_args()
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     rows = run(devices, args.batches, args.repeats)
     print(f"\nMachine: {machine()}; {N_ITER} iterations, clips of {SECONDS:g} s at 22.05 kHz\n")
     print(table(rows))
+    if args.no_quality:
+        return
+    for device in devices:
+        batch = max(args.batches)
+        ta = next((r for r in rows if r["device"] == device and r["batch"] == batch
+                   and r["method"].startswith("torchaudio")), None)  # fmt: skip
+        q = quality(device, batch, max(1, args.repeats // 2), None if ta is None else ta["mel_sc"])
+        print(f"\nMel SC (dB) by initial phase and iterations, {device}, batch {batch}:\n")
+        print(quality_table(q, ta))
 
 
 if __name__ == "__main__":
