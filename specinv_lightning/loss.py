@@ -25,7 +25,7 @@ from specinv_lightning.mel import MelSpectrogram, as_config
 __all__ = ["MultiResolutionSTFTLoss", "WaveformReconstructionLoss"]
 
 _STFT_WINDOWS = ("hann", "hamming", "blackman", "bartlett", "kaiser")
-_INITS = ("random", "zeros", "target")
+_INITS = ("random", "zeros", "pghi", "target")
 
 
 def shorthand_conflicts(owner: Any, given: Mapping[str, Any]) -> list[str]:
@@ -214,7 +214,8 @@ class WaveformReconstructionLoss(nn.Module):
             :class:`MultiResolutionSTFTLoss()`.
         mel_weight: Weight of the mel L1 term (0 disables it).
         stft_weight: Weight of the waveform term (0 skips the inversion).
-        init: ``"random"``, ``"zeros"`` or ``"target"`` (teacher forcing).
+        init: ``"random"``, ``"zeros"``, ``"pghi"`` (from the predicted magnitude, no seed) or
+            ``"target"`` (teacher forcing).
         detach_phase: Stop gradients through the phase path.
         magnitude: Mel -> magnitude method of ``MelInverter`` (``"pinv"``, ``"nnls"``, ...).
         algorithm: ``"fgla"``, ``"agla"`` or ``"gla"``.
@@ -248,7 +249,7 @@ class WaveformReconstructionLoss(nn.Module):
         stft_loss: nn.Module | None = None,
         mel_weight: float = 1.0,
         stft_weight: float = 1.0,
-        init: Literal["random", "zeros", "target"] = "random",
+        init: Literal["random", "zeros", "pghi", "target"] = "random",
         detach_phase: bool = False,
         magnitude: Literal["pinv", "nnls", "transpose"] = "pinv",
         algorithm: str = "fgla",

@@ -229,3 +229,12 @@ def test_ready_inverter_is_used(speech) -> None:
         WaveformReconstructionLoss(inverter="hifigan")
     with pytest.raises(ValueError, match="config: expected"):
         WaveformReconstructionLoss()
+
+
+def test_pghi_init_in_the_loss(speech) -> None:
+    wave = speech[:16000][None]
+    mel = MelSpectrogram(CFG16)(wave).requires_grad_()
+    loss = WaveformReconstructionLoss(CFG16, n_iter=3, init="pghi")
+    assert loss.inverter.init == "pghi"
+    loss(mel, wave).backward()
+    assert torch.isfinite(mel.grad).all() and mel.grad.abs().sum() > 0
