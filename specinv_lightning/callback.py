@@ -196,7 +196,7 @@ class InversionCallback(Callback):
         self.mel_consistency = MelConsistency(self.config)
         self.spectral_convergence = SpectralConvergence()
         self.log_spectral_distance = LogSpectralDistance()
-        self._silence = compressed_floor(self.config)
+        self._silence = compressed_floor(self.config, torch.float32)  # (n_mels, 1)
 
         # persisted state
         self.references_logged = False
@@ -395,7 +395,8 @@ class InversionCallback(Callback):
         return ok
 
     def _sanitise(self, mel: Tensor) -> Tensor:
-        mel = torch.nan_to_num(mel, nan=self._silence, posinf=self._silence, neginf=self._silence)
+        silence = self._silence.to(mel)
+        mel = torch.where(torch.isfinite(mel), mel, silence)
         return mel.clamp(min=0.0) if self.config.compression == "none" else mel
 
     @override
@@ -502,12 +503,8 @@ class InversionCallback(Callback):
     def _captured_batch(self) -> dict[str, Any]:
         """Captured samples padded into one batch (mel padded with silence, NaN/Inf sanitised)."""
         frames = max(s.mel.shape[-1] for s in self._samples)
-        mel = torch.full(
-            (len(self._samples), self.config.n_mels, frames),
-            self._silence,
-            dtype=self._samples[0].mel.dtype,
-            device=self._device,
-        )
+        silence = self._silence.to(device=self._device, dtype=self._samples[0].mel.dtype)
+        mel = silence.expand(len(self._samples), -1, frames).clone()
         for i, s in enumerate(self._samples):
             mel[i, :, : s.mel.shape[-1]] = s.mel
         lengths = torch.tensor([s.length for s in self._samples], device=self._device)
@@ -519,7 +516,7 @@ class InversionCallback(Callback):
                 target[i, : s.target.shape[-1]] = torch.nan_to_num(s.target.to(mel.dtype))  # type: ignore[union-attr]
         target_mel = None
         if all(s.target_mel is not None for s in self._samples):
-            target_mel = torch.full_like(mel, self._silence)
+            target_mel = silence.expand_as(mel).clone()
             for i, s in enumerate(self._samples):
                 target_mel[i, :, : s.target_mel.shape[-1]] = s.target_mel  # type: ignore[union-attr]
             target_mel = self._sanitise(target_mel)

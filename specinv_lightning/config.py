@@ -9,15 +9,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from specinv_lightning.presets import PRESETS
+from specinv_lightning.presets import DERIVED, PRESETS
 
 __all__ = ["MelConfig", "PRESETS", "WINDOWS", "COMPRESSIONS", "as_config"]
 
 Window = Literal["hann", "hamming", "blackman", "rectangular"]
+LogGuard = Literal["clamp", "add"]
+Stats = float | Sequence[float] | str | os.PathLike[str] | None
 Compression = Literal["none", "log", "log10", "db"]
 MelScale = Literal["htk", "slaney"]
 PadMode = Literal["reflect", "constant", "replicate", "circular"]
@@ -30,6 +33,7 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "norm": (None, "slaney"),
     "power": (1.0, 2.0),
     "compression": COMPRESSIONS,
+    "log_guard": get_args(LogGuard),
 }
 _OPTIONAL = ("win_length", "hop_length", "f_max", "log_multiplier")  # None: derived
 
@@ -47,15 +51,18 @@ class MelConfig:
        when ``normalized`` (torchaudio's ``normalized=True``);
     4. mel filterbank (``mel_scale``, ``norm``, ``f_min``, ``f_max``, ``n_mels``);
     5. compression: ``"none"``, or ``log_multiplier * log_b(max(x, log_floor))`` with ``b = e``
-       for ``"log"`` and ``b = 10`` for ``"log10"`` and ``"db"``. For ``"db"`` the multiplier
-       defaults to 10 for a power mel and 20 for a magnitude mel (torchaudio's ``AmplitudeToDB``).
+       for ``"log"`` and ``b = 10`` for ``"log10"`` and ``"db"`` (``log_guard="add"``:
+       ``log_b(x + log_floor)``, as NeMo and StyleTTS2 do). For ``"db"`` the multiplier defaults
+       to 10 for a power mel and 20 for a magnitude mel (torchaudio's ``AmplitudeToDB``);
+    6. normalisation: ``(c - mel_mean) / mel_std`` with scalars or per-band statistics (Matcha-TTS,
+       StyleTTS2, ESPnet's global mean/variance), when either is given.
 
     Args:
         sample_rate: Sample rate of the waveform in Hz.
         n_fft: FFT size.
         win_length: Window length (``<= n_fft``). Defaults to ``n_fft``.
         hop_length: Hop between frames. Defaults to ``win_length // 4``.
-        window: Periodic window: ``"hann"``, ``"hamming"``, ``"blackman"`` or ``"rectangular"``.
+        window: ``"hann"``, ``"hamming"``, ``"blackman"`` or ``"rectangular"``.
         center: Pad ``n_fft // 2`` on both sides before framing (``torch.stft(center=True)``).
         pad_mode: Padding mode for ``center`` (``"reflect"``, ``"constant"``, ...).
         manual_pad: Samples reflect-padded on both sides before the STFT, as HiFi-GAN does
@@ -72,6 +79,13 @@ class MelConfig:
         compression: ``"none"``, ``"log"``, ``"log10"`` or ``"db"``.
         log_floor: Clamp floor applied before the logarithm.
         log_multiplier: Factor in front of the logarithm (see above); ``None`` picks the default.
+        log_guard: ``"clamp"`` (``log(max(x, log_floor))``) or ``"add"`` (``log(x + log_floor)``).
+        mel_mean: Mean subtracted after compression: a number, ``n_mels`` per-band values, or the
+            path of a ``.npy``/``.pt`` file holding them (or a dict with ``"mean"``/``"std"``, or
+            ESPnet's ``.npz`` with ``count``/``sum``/``sum_square``). ``None``: 0.
+        mel_std: Divisor after subtracting ``mel_mean`` (> 0), in the same forms. ``None``: 1.
+        periodic_window: Periodic window (``torch.hann_window`` default); ``False`` for the
+            symmetric window NeMo uses.
 
     Example:
         >>> from specinv_lightning import MelConfig
@@ -101,6 +115,10 @@ class MelConfig:
     compression: Compression = "log"
     log_floor: float = 1e-5
     log_multiplier: float | None = None
+    log_guard: LogGuard = "clamp"
+    mel_mean: Stats = None
+    mel_std: Stats = None
+    periodic_window: bool = True
 
     def __post_init__(self) -> None:
         self._coerce()
@@ -120,9 +138,11 @@ class MelConfig:
             value = getattr(self, name)
             if value is not None or name not in _OPTIONAL:
                 self._set(name, _as_float(name, value))
-        for name in ("center", "normalized"):
+        for name in ("center", "normalized", "periodic_window"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"MelConfig.{name} must be a bool, got {getattr(self, name)!r}")
+        for name in ("mel_mean", "mel_std"):
+            self._set(name, _as_stats(name, getattr(self, name)))
 
     def _derive(self) -> None:
         """Defaults that depend on other fields: ``win_length``, ``hop_length``, ``f_max``,
@@ -173,6 +193,22 @@ class MelConfig:
             raise ValueError(
                 f"MelConfig.log_multiplier must be finite and non-zero, got {self.log_multiplier}"
             )
+        for name in ("mel_mean", "mel_std"):
+            value = getattr(self, name)
+            if isinstance(value, tuple) and len(value) != self.n_mels:
+                raise ValueError(
+                    f"MelConfig.{name} must be a number or n_mels={self.n_mels} per-band values,"
+                    f" got {len(value)} values"
+                )
+        std = self.mel_std if isinstance(self.mel_std, tuple) else (self.mel_std,)
+        std = (1.0,) if self.mel_std is None else std
+        if min(std) <= 0:
+            raise ValueError(f"MelConfig.mel_std must be > 0, got {self.mel_std}")
+
+    @property
+    def normalised(self) -> bool:
+        """Whether the mel is normalised (``mel_mean`` or ``mel_std`` given)."""
+        return self.mel_mean is not None or self.mel_std is not None
 
     # ------------------------------------------------------------------ derived quantities
     @property
@@ -237,9 +273,11 @@ class MelConfig:
         """Build the config of a named model family, optionally overriding fields.
 
         Args:
-            name: One of :data:`PRESETS` (``"hifigan"``, ``"bigvgan-24k-100"``, ``"vocos"``,
-                ``"tacotron2"``, ``"torchaudio"``, ``"librosa"``, ...).
-            **overrides: Fields to change, e.g. ``sample_rate=16000``.
+            name: One of :data:`PRESETS` (``"hifigan"``, ``"bigvgan-v2-24k-100"``, ``"vocos"``,
+                ``"matcha"``, ``"nemo"``, ``"styletts2"``, ...).
+            **overrides: Fields to change, e.g. ``sample_rate=16000``. Fields the preset derives
+                from others (e.g. HiFi-GAN's ``manual_pad = (n_fft - hop_length) // 2``) follow
+                their overridden inputs unless given too.
 
         Raises:
             ValueError: If the preset is unknown or an override is not a field.
@@ -249,11 +287,19 @@ class MelConfig:
             raise ValueError(
                 f"Unknown MelConfig preset {name!r}; expected one of {sorted(PRESETS)}"
             )
-        return cls.from_dict({**PRESETS[key], **overrides})
+        fields = {**PRESETS[key], **overrides}
+        for field, rule in DERIVED.get(key, {}).items():  # follow overridden inputs
+            if field not in overrides:
+                fields[field] = rule(fields)
+        return cls.from_dict(fields)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain ``dict`` of the fields (YAML/JSON friendly)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+        def plain(value: Any) -> Any:
+            return list(value) if isinstance(value, tuple) else value
+
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MelConfig:
@@ -310,6 +356,88 @@ def _as_float(name: str, value: Any) -> float:
         if math.isfinite(as_float):
             return as_float
     raise ValueError(f"MelConfig.{name} must be a finite number, got {value!r}")
+
+
+def _as_stats(name: str, value: Any) -> float | tuple[float, ...] | None:
+    """``mel_mean``/``mel_std`` as a float or a tuple of floats (files loaded), else ValueError."""
+    if value is None:
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        value = _load_stats(name, os.fspath(value))
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        values: tuple[float, ...] = (float(value),)
+    else:
+        try:
+            values = tuple(float(v) for v in _flat(value))
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"MelConfig.{name} must be a number, per-band numbers or a stats file path, got"
+                f" {value!r}"
+            ) from err
+    if not values or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"MelConfig.{name} must hold finite numbers, got {value!r}")
+    scalar = isinstance(value, numbers.Real) or (len(values) == 1 and _ndim(value) == 0)
+    return values[0] if scalar else values
+
+
+def _flat(value: Any) -> list[Any]:
+    """A flat list of the numbers in a sequence, array or tensor (nested lists flattened)."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, numbers.Real):
+        return [value]
+    if isinstance(value, (str, bytes, Mapping)):
+        raise TypeError(f"not a sequence of numbers: {value!r}")
+    return [x for item in value for x in _flat(item)]
+
+
+def _ndim(value: Any) -> int:
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return len(shape)
+    return 0 if isinstance(value, numbers.Real) else 1
+
+
+def _load_stats(name: str, path: str) -> Any:
+    """The statistics stored at ``path`` for ``name`` (``mel_mean`` or ``mel_std``)."""
+    import numpy as np
+
+    kind = "mean" if name == "mel_mean" else "std"
+    if not os.path.isfile(path):
+        raise ValueError(f"MelConfig.{name}: no stats file at {path!r}")
+    try:
+        if path.endswith(".pt"):
+            import torch
+
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        elif path.endswith((".npy", ".npz")):
+            data = np.load(path, allow_pickle=False)
+        else:
+            raise ValueError("expected a .npy, .npz or .pt file")
+        if hasattr(data, "files"):  # .npz: ESPnet's feats_stats (count, sum, sum_square)
+            data = {key: data[key] for key in data.files}
+        if isinstance(data, Mapping):
+            data = _stats_from_mapping(data, kind)
+    except Exception as err:
+        raise ValueError(f"MelConfig.{name}: cannot read stats file {path!r} ({err})") from err
+    return data
+
+
+def _stats_from_mapping(data: Mapping[str, Any], kind: str) -> Any:
+    if kind in data:
+        return data[kind]
+    if {"count", "sum", "sum_square"} <= set(data):
+        import numpy as np
+
+        count = float(np.asarray(data["count"]).sum())
+        mean = np.asarray(data["sum"], dtype=np.float64) / count
+        if kind == "mean":
+            return mean
+        var = np.asarray(data["sum_square"], dtype=np.float64) / count - mean**2
+        return np.sqrt(np.maximum(var, 1e-20))
+    raise ValueError(
+        f"expected a '{kind}' entry or ESPnet's count/sum/sum_square, got {sorted(data)}"
+    )
 
 
 def as_config(config: MelConfig | str | Mapping[str, Any]) -> MelConfig:

@@ -323,7 +323,7 @@ def test_valid_frames_cover_the_signal(name: str) -> None:
     assert frames.tolist() == [cfg.valid_frames(int(n)) for n in lengths]
     assert bool((frames >= cfg.min_frames).all())
     # at and above the minimum length: exactly the frames the forward transform yields
-    for n in lengths.tolist()[1:]:
+    for n in [n for n in lengths.tolist() if n >= cfg.min_samples]:
         assert cfg.valid_frames(n) == max(cfg.num_frames(n), cfg.min_frames)
         assert MelSpectrogram(cfg)(torch.zeros(n)).shape[-1] == cfg.num_frames(n)
 
@@ -334,8 +334,7 @@ def test_compressed_floor_is_the_mel_of_silence(name: str) -> None:
 
     cfg = MelConfig.from_preset(name)
     silence = MelSpectrogram(cfg).double()(torch.zeros(1, 4 * cfg.n_fft, dtype=torch.float64))
-    assert float(silence.max()) == pytest.approx(compressed_floor(cfg), abs=1e-9)
-    below = torch.full((1, cfg.n_mels, 3), compressed_floor(cfg) - 5.0)
-    if cfg.compression == "none":
-        below = below.clamp(min=-5.0)
-    assert float(clamp_to_floor(below, cfg).min()) == pytest.approx(compressed_floor(cfg))
+    floor = compressed_floor(cfg)
+    assert floor.shape == (cfg.n_mels, 1)
+    torch.testing.assert_close(silence[0], floor.expand_as(silence[0]), rtol=0, atol=1e-9)
+    torch.testing.assert_close(clamp_to_floor(floor - 5.0, cfg), floor)

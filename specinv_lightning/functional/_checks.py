@@ -48,7 +48,7 @@ def _skip_value_checks(x: Tensor) -> bool:
 def check_mel(mel: object, config: MelConfig, name: str = "mel", linear: bool = False) -> Tensor:
     """Validate a ``(..., n_mels, frames)`` mel for ``config``: real, finite, ``config.n_mels``
     bands, at least ``config.min_frames`` frames (one analysis window), and values >= 0 when it is
-    linear (``linear=True``, or the config's compression is ``"none"``)."""
+    linear (``linear=True``, or the config neither compresses nor normalises)."""
     mel = check_tensor(mel, name, min_dim=2)
     if mel.is_complex():
         raise ValueError(f"{name}: expected a real tensor, got dtype {mel.dtype}")
@@ -64,7 +64,7 @@ def check_mel(mel: object, config: MelConfig, name: str = "mel", linear: bool = 
             f" samples at hop_length={config.hop_length}), got shape {tuple(mel.shape)}"
         )
     check_finite(mel, name)
-    nonnegative = linear or config.compression == "none"
+    nonnegative = linear or (config.compression == "none" and not config.normalised)
     if nonnegative and not _skip_value_checks(mel) and bool((mel < 0).any()):
         raise ValueError(
             f"{name}: contains negative values (min {float(mel.min()):.3g}); expected a linear"

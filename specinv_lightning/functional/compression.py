@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -12,47 +13,70 @@ from specinv_lightning.config import MelConfig
 __all__ = ["compress", "decompress", "compressed_floor", "clamp_to_floor"]
 
 
-def compress(mel: Tensor, config: MelConfig) -> Tensor:
-    """Apply the config's compression to a linear mel (``"none"`` returns it unchanged).
+def _stats(config: MelConfig, like: Tensor) -> tuple[Tensor | float, Tensor | float]:
+    """``(mean, std)`` of the normalisation, per band as ``(n_mels, 1)`` tensors when per band."""
 
-    ``log_multiplier * log_b(clamp(mel, min=log_floor))`` with ``b = e`` for ``"log"`` and 10 for
-    ``"log10"``/``"db"``.
+    def as_value(value: float | tuple[float, ...] | None, default: float) -> Tensor | float:
+        if value is None:
+            return default
+        if isinstance(value, tuple):
+            return torch.tensor(value, dtype=like.dtype, device=like.device)[:, None]
+        return float(value)
+
+    return as_value(config.mel_mean, 0.0), as_value(config.mel_std, 1.0)
+
+
+def compress(mel: Tensor, config: MelConfig) -> Tensor:
+    """Apply the config's compression and normalisation to a linear mel ``(..., n_mels, frames)``.
+
+    ``log_multiplier * log_b(max(mel, log_floor))`` (``log_guard="add"``: ``log_b(mel +
+    log_floor)``) with ``b = e`` for ``"log"`` and 10 for ``"log10"``/``"db"``, then
+    ``(c - mel_mean) / mel_std`` when the config is normalised. ``"none"`` skips the logarithm.
     """
-    if config.compression == "none":
-        return mel
-    clamped = mel.clamp(min=config.log_floor)
-    if config.compression == "log":
-        return config.log_multiplier * torch.log(clamped)
-    return config.log_multiplier * torch.log10(clamped)
+    out = mel
+    if config.compression != "none":
+        guarded = (
+            mel + config.log_floor if config.log_guard == "add" else mel.clamp(min=config.log_floor)
+        )
+        log = torch.log(guarded) if config.compression == "log" else torch.log10(guarded)
+        out = config.log_multiplier * log
+    if config.normalised:
+        mean, std = _stats(config, out)
+        out = (out - mean) / std
+    return out
 
 
 def decompress(mel: Tensor, config: MelConfig) -> Tensor:
-    """Invert :func:`compress`: compressed mel -> linear mel (values at the floor stay at the floor)."""
+    """Invert :func:`compress`: compressed mel -> linear mel (values at the floor stay at the floor;
+    with ``log_guard="add"``, values below the floor give 0)."""
+    if config.normalised:
+        mean, std = _stats(config, mel)
+        mel = mel * std + mean
     if config.compression == "none":
         return mel
     base = math.e if config.compression == "log" else 10.0
-    return torch.exp(mel * (math.log(base) / config.log_multiplier))
+    lin = torch.exp(mel * (math.log(base) / config.log_multiplier))
+    return (lin - config.log_floor).clamp(min=0.0) if config.log_guard == "add" else lin
 
 
-def compressed_floor(config: MelConfig) -> float:
-    """The compressed value of silence: ``compress(log_floor)`` (0.0 for ``"none"``).
+def compressed_floor(
+    config: MelConfig, dtype: torch.dtype = torch.float64, device: Any = None
+) -> Tensor:
+    """The compressed (and normalised) mel of silence, ``(n_mels, 1)``: ``compress(0)``.
 
     No waveform's mel goes below it (above it for a negative ``log_multiplier``).
 
     Example:
         >>> from specinv_lightning import MelConfig
-        >>> round(compressed_floor(MelConfig.from_preset("hifigan")), 4)
+        >>> round(float(compressed_floor(MelConfig.from_preset("hifigan"))[0, 0]), 4)
         -11.5129
     """
-    if config.compression == "none":
-        return 0.0
-    base = math.e if config.compression == "log" else 10.0
-    return config.log_multiplier * math.log(config.log_floor) / math.log(base)
+    return compress(torch.zeros(config.n_mels, 1, dtype=dtype, device=device), config)
 
 
 def clamp_to_floor(mel: Tensor, config: MelConfig) -> Tensor:
     """Clamp a compressed mel at :func:`compressed_floor`, as the forward transform does."""
-    floor = compressed_floor(config)
+    floor = compressed_floor(config, mel.dtype, mel.device)
     if config.compression != "none" and config.log_multiplier < 0:
-        return mel.clamp(max=floor)
-    return mel.clamp(min=floor)
+        return torch.minimum(mel, floor)
+    return torch.maximum(mel, floor)

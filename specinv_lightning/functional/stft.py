@@ -30,11 +30,14 @@ _WINDOW_FNS = {
 def make_window(
     config: MelConfig, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
 ) -> Tensor:
-    """Periodic analysis window of ``win_length`` zero-padded (centred) to ``n_fft`` samples."""
+    """Analysis window of ``win_length`` (periodic unless ``periodic_window=False``) zero-padded
+    (centred) to ``n_fft`` samples."""
     if config.window == "rectangular":
         win = torch.ones(config.win_length, dtype=torch.float64)
     else:
-        win = _WINDOW_FNS[config.window](config.win_length, periodic=True, dtype=torch.float64)
+        win = _WINDOW_FNS[config.window](
+            config.win_length, periodic=config.periodic_window, dtype=torch.float64
+        )
     left = (config.n_fft - config.win_length) // 2
     win = F.pad(win, (left, config.n_fft - config.win_length - left))
     return win.to(dtype=dtype, device=device)
