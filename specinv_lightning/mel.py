@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -34,7 +37,7 @@ class MelSpectrogram(nn.Module):
     window: Tensor
     fb: Tensor
 
-    def __init__(self, config: MelConfig | str | dict) -> None:
+    def __init__(self, config: MelConfig | str | Mapping[str, Any]) -> None:
         super().__init__()
         self.config = as_config(config)
         # float64 masters, cast to the input's dtype per call (float32 and float64 both exact)

@@ -8,7 +8,7 @@ was batched or sharded.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -171,7 +171,7 @@ class MelConsistency(_PerItemMean):
         True
     """
 
-    def __init__(self, config: MelConfig | str | dict, **kwargs: Any) -> None:
+    def __init__(self, config: MelConfig | str | Mapping[str, Any], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.transform = MelSpectrogram(config)
         self.config = self.transform.config

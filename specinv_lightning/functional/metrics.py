@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -249,7 +250,7 @@ def _waveform_linear_mel(
 def mel_consistency(
     waveform: Tensor,
     mel: Tensor,
-    config: MelConfig | str | dict,
+    config: MelConfig | str | Mapping[str, Any],
     reduction: str = "mean",
     lengths: Tensor | Sequence[int] | None = None,
     fb: Tensor | None = None,
@@ -316,7 +317,7 @@ def mel_consistency(
 
 def spectral_inconsistency(
     spec: Tensor,
-    config: MelConfig | str | dict,
+    config: MelConfig | str | Mapping[str, Any],
     reduction: str = "mean",
     lengths: Tensor | Sequence[int] | None = None,
     window: Tensor | None = None,
