@@ -18,7 +18,13 @@ from typing_extensions import override
 
 from specinv_lightning.config import MelConfig
 from specinv_lightning.functional._checks import check_lengths
+from specinv_lightning.functional._guard import (
+    compare_mels,
+    prediction_mismatch,
+    target_mel_mismatch,
+)
 from specinv_lightning.functional.compression import compressed_floor
+from specinv_lightning.functional.metrics import frame_mask
 from specinv_lightning.functional.stft import spectrogram_magnitude, stft
 from specinv_lightning.inverse import MelInverter
 from specinv_lightning.loggers import AudioClip, figure_to_array, media_sinks, mel_figure
@@ -71,6 +77,13 @@ class InversionCallback(Callback):
     (``save_dir`` given: always there too). The targets are logged once, as references. Audio is
     trimmed to its true length and peak-normalised to 0.99 (``normalize="peak"``) or just clipped
     into ``[-1, 1]`` (``normalize=None``).
+
+    **Mismatched config.** At the first scored batch with a target waveform, the predicted mel's
+    level and range are compared with the mel the config computes from the target audio; if they
+    are far apart (more than 6 dB, or a spread more than 2x off: a normalised mel fed to an
+    unnormalised config, another preset) a warning names the likely cause and suggests
+    ``mel_mean``/``mel_std``. With ``target_mel_key`` the given target mel is checked against the
+    config too. Once per callback; it never stops training.
 
     **Never kills training.** A logger call that raises, or a non-finite predicted mel, gives a
     warning; the sample is skipped (scoring) or sanitised (logging) and training goes on.
@@ -205,6 +218,7 @@ class InversionCallback(Callback):
         # transient state
         self._samples: list[_Sample] = []
         self._warned_nonfinite = False
+        self._convention_checked = False  # the mismatched-config guard runs once
         self._device = torch.device("cpu")
 
     @classmethod
@@ -415,10 +429,35 @@ class InversionCallback(Callback):
         if not (need_capture or self.score_all_batches):
             return
         mel, target, target_mel, lengths = self._prepare(self._fetch(outputs, batch))
+        if not self._convention_checked:
+            self._convention_checked = True
+            self._check_convention(mel, target, target_mel, lengths)
         if need_capture:
             self._capture(mel, target, target_mel, lengths)
         if self.score_all_batches:
             self._score(mel, target, lengths)
+
+    def _check_convention(
+        self, mel: Tensor, target: Tensor | None, target_mel: Tensor | None, lengths: Tensor
+    ) -> None:
+        """Warn once if the predicted (or target) mel is not what the config computes from the
+        target audio (a normalised mel, another preset); never stops training."""
+        if target is None or target.shape[-1] < self.config.min_samples:
+            return
+        ok = torch.isfinite(mel).flatten(1).all(1) & torch.isfinite(target).flatten(1).all(1)
+        if not bool(ok.any()):
+            return
+        with torch.no_grad():
+            computed = self.mel_transform(target[ok].to(mel.dtype))
+        frames = self._frames(lengths[ok], computed.shape[-1])
+        mask = frame_mask(frames, (int(ok.sum()),), computed.shape[-1], computed.device)
+        checks = [(mel, prediction_mismatch)]
+        if target_mel is not None:
+            checks.append((target_mel, target_mel_mismatch))
+        for value, judge in checks:
+            message = judge(compare_mels(value[ok], computed, self.config, mask))
+            if message is not None:
+                rank_zero_warn(f"InversionCallback: {message}")
 
     def _capture(
         self, mel: Tensor, target: Tensor | None, target_mel: Tensor | None, lengths: Tensor

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import warnings
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from specinv_lightning import InversionCallback, MelInverter
+from specinv_lightning import InversionCallback, MelConfig, MelInverter
 from specinv_lightning.functional import spectrogram_magnitude, stft
 from specinv_lightning.functional.metrics import (
     log_spectral_distance,
@@ -371,3 +372,55 @@ def test_several_validations_per_epoch_keep_every_file(tmp_path: Path) -> None:
     assert folders == ["epoch=0", "epoch=0-step=4"]  # the second run does not overwrite the first
     assert cb.validation_runs == 2
     assert cb._samples == []  # nothing held between validation runs
+
+
+class NormalisedTinyModel(TinyMelModel):
+    """Predicts Matcha-style normalised log-mels, ``(log-mel - MEAN) / STD``; can also return a
+    target mel shifted by ``target_offset``."""
+
+    MEAN, STD = -6.0, 2.5
+
+    def __init__(self, target_offset: float | None = None) -> None:
+        super().__init__()
+        self.target_offset = target_offset
+
+    def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pred, target = super().forward(audio)
+        return (pred - self.MEAN) / self.STD, (target - self.MEAN) / self.STD
+
+    def validation_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+        out = super().validation_step(batch, batch_idx)
+        if self.target_offset is not None:
+            out["target_mel"] = self(batch["audio"])[1] + self.target_offset
+        return out
+
+
+def _guard_warnings(tmp_path: Path, config, model: TinyMelModel, **kwargs) -> list[str]:
+    cb = InversionCallback(config, num_samples=1, n_iter=2, lengths_key="length", **kwargs)
+    trainer = pl.Trainer(**trainer_kwargs(tmp_path, logger=False), callbacks=[cb])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.validate(model, TinyData(batch_size=4))  # two batches
+        trainer.validate(model, TinyData(batch_size=4))
+    return [str(w.message) for w in caught if "this config computes" in str(w.message)]
+
+
+def test_mismatched_config_guard(tmp_path: Path) -> None:
+    # a normalised prediction with an unnormalised config: one warning naming the cause
+    found = _guard_warnings(tmp_path, CONFIG, NormalisedTinyModel())
+    assert len(found) == 1, found
+    assert "dB above what this config computes" in found[0] and "Is it normalised" in found[0]
+    suggested = dict(re.findall(r"(mel_mean|mel_std)=(-?[\d.]+)", found[0]))  # estimates
+    assert float(suggested["mel_mean"]) == pytest.approx(-6.0, rel=0.05)
+    assert float(suggested["mel_std"]) == pytest.approx(2.5, rel=0.05)
+    # the matching config: silent
+    normed = MelConfig.from_dict({**CONFIG.to_dict(), "mel_mean": -6.0, "mel_std": 2.5})
+    assert _guard_warnings(tmp_path, normed, NormalisedTinyModel()) == []
+    assert _guard_warnings(tmp_path, CONFIG, TinyMelModel()) == []  # plain log-mel: silent
+    # a target mel that is not what the config computes from the audio
+    found = _guard_warnings(
+        tmp_path, normed, NormalisedTinyModel(target_offset=0.4), target_mel_key="target_mel"
+    )
+    assert len(found) == 1 and "the target mel differs" in found[0], found
+    exact = NormalisedTinyModel(target_offset=0.0)
+    assert _guard_warnings(tmp_path, normed, exact, target_mel_key="target_mel") == []
