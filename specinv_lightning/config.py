@@ -318,6 +318,15 @@ class MelConfig:
             raise ValueError(f"Unknown MelConfig field(s) {unknown}; valid fields: {sorted(names)}")
         return cls(**data)
 
+    @staticmethod
+    def identify(waveform: Any, mel: Any, sample_rate: int | None = None, **kwargs: Any) -> Any:
+        """Find the preset (and normalisation) that reproduces ``mel`` from ``waveform``:
+        see :func:`specinv_lightning.identify.identify` (returns an ``Identification`` with the
+        config, the preset name and the fit error in dB, or no config when none fits)."""
+        from specinv_lightning.identify import identify
+
+        return identify(waveform, mel, sample_rate=sample_rate, **kwargs)
+
     @classmethod
     def from_torchaudio(cls, transform: Any, **overrides: Any) -> MelConfig:
         """Describe a ``torchaudio.transforms.MelSpectrogram`` (optionally wrapped in

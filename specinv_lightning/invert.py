@@ -172,6 +172,15 @@ def load_mel(path: Path, config: MelConfig) -> Tensor:
         ValueError: Unreadable/corrupt file, pickled objects, wrong shape or ``n_mels``, too few
             frames, NaN/Inf, or negative values for an uncompressed mel.
     """
+    return check_mel(read_mel(path), config, "mel")
+
+
+def read_mel(path: Path) -> Tensor:
+    """A float ``(bins, frames)`` tensor from a ``.npy``/``.pt`` file (no code is executed).
+
+    Raises:
+        ValueError: Unreadable/corrupt file, pickled objects, not a real 2-D array.
+    """
     suffix = path.suffix.lower()
     if suffix not in MEL_EXTENSIONS:
         raise ValueError(f"unsupported extension {suffix!r}; expected {MEL_EXTENSIONS}")
@@ -206,10 +215,9 @@ def load_mel(path: Path, config: MelConfig) -> Tensor:
         mel = mel[0]
     if mel.dim() != 2:
         raise ValueError(
-            f"expected shape (n_mels={config.n_mels}, frames) or (1, n_mels, frames), got"
-            f" {tuple(data.shape)}"
+            f"expected shape (n_mels, frames) or (1, n_mels, frames), got {tuple(data.shape)}"
         )
-    return check_mel(mel, config, "mel")
+    return mel
 
 
 def _describe_load_error(err: Exception) -> str:
@@ -273,7 +281,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
-        "inputs", nargs="+", help="mel files, folders of them, or glob patterns ('**' recurses)"
+        "inputs", nargs="*", help="mel files, folders of them, or glob patterns ('**' recurses)"
     )
     parser.add_argument("--out", "-o", default=".", help="output folder (default: .)")
     group = parser.add_mutually_exclusive_group()
@@ -306,6 +314,13 @@ def _parser() -> argparse.ArgumentParser:
         "--subtype", default="PCM_16", help="soundfile wav subtype (PCM_16, PCM_24, FLOAT)"
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    parser.add_argument(
+        "--identify",
+        nargs=2,
+        metavar=("WAVE", "MEL"),
+        help="instead of inverting: name the preset (and normalisation) that computes MEL (.npy/.pt)"
+        " from WAVE; exit 0 if one fits, 1 if none does",
+    )
     return parser
 
 
@@ -459,6 +474,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_intermixed_args(argv)
     try:
+        if args.identify:
+            return _identify(*args.identify)
+        if not args.inputs:
+            raise UsageError("expected mel files, folders or patterns to invert (or --identify)")
         summary = run(args)
     except UsageError as err:
         parser.print_usage(sys.stderr)
@@ -466,6 +485,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(summary.report(), file=sys.stdout if not summary.failed else sys.stderr)
     return 1 if summary.failed else 0
+
+
+def _identify(wave_path: str, mel_path: str) -> int:
+    """``--identify``: print the preset that reproduces the mel; 0 if one fits, 1 if none."""
+    from specinv_lightning.identify import identify
+
+    try:
+        wave, sample_rate = sf.read(wave_path, dtype="float64", always_2d=True)
+    except Exception as err:  # missing, not audio, unsupported format
+        raise UsageError(f"--identify {wave_path}: cannot read audio ({err})") from err
+    try:
+        mel = read_mel(Path(mel_path))
+    except ValueError as err:
+        raise UsageError(f"--identify {mel_path}: {err}") from err
+    found = identify(torch.from_numpy(wave.mean(axis=1)), mel, sample_rate=sample_rate)
+    print(f"{mel_path}: {found}")
+    return 0 if found.matched else 1
 
 
 if __name__ == "__main__":
