@@ -19,7 +19,7 @@ from specinv_lightning.functional._engine import (
     root,
 )
 from specinv_lightning.functional._inplace import filterbank_blocks
-from specinv_lightning.functional.compression import decompress
+from specinv_lightning.functional.compression import decompress_checked
 from specinv_lightning.functional.filterbank import mel_filterbank
 from specinv_lightning.functional.initial import INITS, Init
 from specinv_lightning.functional.magnitude import (
@@ -171,14 +171,7 @@ class MelInverter(nn.Module):
         return self._spectrum(self._decompress(mel), *self._operators(mel.dtype)[:2])
 
     def _decompress(self, mel: Tensor) -> Tensor:
-        lin = decompress(mel, self.config)
-        if self.config.compression != "none" and not bool(torch.isfinite(lin).all()):
-            raise ValueError(
-                f"mel: values up to {float(mel.max()):.4g} overflow {mel.dtype} when decompressed"
-                f" ({self.config.compression}, multiplier {self.config.log_multiplier}); expected a"
-                " compressed mel in the range the config produces"
-            )
-        return lin
+        return decompress_checked(mel, self.config, "mel")
 
     def _spectrum(self, lin: Tensor, fb: Tensor, fb_pinv: Tensor) -> Tensor:
         if self.magnitude == "pinv":

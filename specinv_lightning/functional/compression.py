@@ -9,8 +9,9 @@ import torch
 from torch import Tensor
 
 from specinv_lightning.config import MelConfig
+from specinv_lightning.functional._checks import _skip_value_checks
 
-__all__ = ["compress", "decompress", "compressed_floor", "clamp_to_floor"]
+__all__ = ["compress", "decompress", "decompress_checked", "compressed_floor", "clamp_to_floor"]
 
 
 def _stats(config: MelConfig, like: Tensor) -> tuple[Tensor | float, Tensor | float]:
@@ -57,6 +58,24 @@ def decompress(mel: Tensor, config: MelConfig) -> Tensor:
     base = math.e if config.compression == "log" else 10.0
     lin = torch.exp(mel * (math.log(base) / config.log_multiplier))
     return (lin - config.log_floor).clamp(min=0.0) if config.log_guard == "add" else lin
+
+
+def decompress_checked(mel: Tensor, config: MelConfig, name: str = "mel") -> Tensor:
+    """:func:`decompress`, raising ``ValueError`` naming ``name`` when the linear mel overflows
+    ``mel``'s dtype (a compressed value far above anything the config produces).
+
+    The inverter and :func:`~specinv_lightning.functional.mel_consistency` both use it, so they
+    accept and reject the same mels.
+    """
+    lin = decompress(mel, config)
+    checkable = config.compression != "none" and not _skip_value_checks(lin)
+    if checkable and not bool(torch.isfinite(lin).all()):
+        raise ValueError(
+            f"{name}: values up to {float(mel.max()):.4g} overflow {mel.dtype} when"
+            f" decompressed ({config.compression}, multiplier {config.log_multiplier});"
+            " expected a compressed mel in the range the config produces"
+        )
+    return lin
 
 
 def compressed_floor(

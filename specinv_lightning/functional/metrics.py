@@ -31,7 +31,7 @@ from specinv_lightning.functional._checks import (
     check_tensor,
     check_waveform,
 )
-from specinv_lightning.functional.compression import decompress
+from specinv_lightning.functional.compression import decompress_checked
 from specinv_lightning.functional.filterbank import mel_filterbank
 from specinv_lightning.functional.stft import istft, make_window, spectrogram_magnitude, stft
 
@@ -49,12 +49,23 @@ __all__ = [
 
 REDUCTIONS = ("mean", "sum", "none")
 LSD_EPS = 1e-10
+SC_MAX = 1e12  # spectral convergence against an all-zero (silent) target item
 
 
 # ---------------------------------------------------------------------------------------- helpers
 def _check_reduction(reduction: str) -> None:
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
+
+
+def _work(x: Tensor) -> Tensor:
+    """The metrics compute in float64: no overflow for half-precision inputs or large values."""
+    return x.to(torch.complex128 if x.is_complex() else torch.float64)
+
+
+def _out_dtype(x: Tensor) -> torch.dtype:
+    """float32 for float16/bfloat16/float32 inputs, float64 for float64."""
+    return torch.float64 if x.dtype in (torch.float64, torch.complex128) else torch.float32
 
 
 def _reduce(values: Tensor, reduction: str) -> Tensor:
@@ -128,7 +139,8 @@ def _sc_per_item(preds: Tensor, target: Tensor, mask: Tensor | None, db: bool) -
     num = torch.linalg.vector_norm(diff, dim=(-2, -1))
     den = torch.linalg.vector_norm(target, dim=(-2, -1))
     tiny = torch.finfo(num.dtype).tiny
-    ratio = num / den.clamp(min=tiny)
+    # an all-zero target bounds the ratio at SC_MAX (+240 dB) instead of dividing by zero
+    ratio = num / torch.maximum(den, num / SC_MAX).clamp(min=tiny)
     if db:
         return 20.0 * torch.log10(ratio.clamp(min=tiny))
     return ratio
@@ -146,8 +158,9 @@ def spectral_convergence(
 
     With ``db=True`` each item's ratio is turned into :math:`20 \log_{10}(\cdot)` *before* the
     reduction (the mean of per-item dB values). Unlike auraloss, which computes one ratio over the
-    whole batch, this is the mean of per-item ratios. An all-zero target item gives a meaningless
-    huge value (the denominator is clamped to the dtype's ``tiny``).
+    whole batch, this is the mean of per-item ratios. An all-zero target item scores at most
+    ``SC_MAX = 1e12`` (+240 dB), a finite "as wrong as it gets", instead of inf. The sums run in
+    float64, so float16/bfloat16 inputs and large float32 values do not overflow.
 
     Args:
         preds: Real magnitudes or complex spectrograms ``(..., freq, frames)``.
@@ -171,7 +184,8 @@ def spectral_convergence(
     _check_reduction(reduction)
     preds, target = _check_pair(preds, target)
     mask = frame_mask(lengths, preds.shape[:-2], preds.shape[-1], preds.device)
-    return _reduce(_sc_per_item(preds, target, mask, db), reduction)
+    values = _sc_per_item(_work(preds), _work(target), mask, db)
+    return _reduce(values, reduction).to(_out_dtype(preds))
 
 
 def log_spectral_distance(
@@ -221,6 +235,8 @@ def log_spectral_distance(
     for name, x in (("preds", preds), ("target", target)):
         if bool((x < 0).any()):
             raise ValueError(f"{name}: expected magnitudes >= 0, got min {float(x.min()):.3g}")
+    out_dtype = _out_dtype(preds)
+    preds, target = _work(preds), _work(target)
     diff_db = 10.0 * (torch.log10(preds.square() + eps) - torch.log10(target.square() + eps))
     # vector_norm has a finite (zero) gradient at 0, unlike sqrt
     per_frame = torch.linalg.vector_norm(diff_db, dim=-2) / math.sqrt(diff_db.shape[-2])
@@ -230,7 +246,7 @@ def log_spectral_distance(
     else:
         m = mask.squeeze(-2).to(per_frame.dtype)
         per_item = (per_frame * m).sum(dim=-1) / m.sum(dim=-1)
-    return _reduce(per_item, reduction)
+    return _reduce(per_item, reduction).to(out_dtype)
 
 
 def _waveform_linear_mel(
@@ -307,12 +323,13 @@ def mel_consistency(
             f" with this config, but mel has {mel_frames} frames (at most one frame of difference"
             " is allowed)"
         )
-    lin = _waveform_linear_mel(waveform, config, fb, window)
-    ref = decompress(mel, config)
+    ref = decompress_checked(mel, config, "mel")  # rejects what the inverter rejects
+    lin = _waveform_linear_mel(_work(waveform), config, fb, window)
     n = min(wave_frames, mel_frames)
-    lin, ref = lin[..., :n], ref[..., :n]
+    lin, ref = lin[..., :n], _work(ref[..., :n])
     mask = frame_mask(lengths, ref.shape[:-2], n, ref.device)
-    return _reduce(_sc_per_item(lin, ref, mask, db=True), reduction)
+    values = _sc_per_item(lin, ref, mask, db=True)
+    return _reduce(values, reduction).to(_out_dtype(mel))
 
 
 def spectral_inconsistency(
@@ -359,6 +376,8 @@ def spectral_inconsistency(
             f"spec: expected shape (..., n_freqs={config.n_freqs}, frames), got {tuple(spec.shape)}"
         )
     check_finite(spec, "spec")
+    out_dtype = _out_dtype(spec.real)
+    spec = _work(spec)
     real = spec.real.dtype
     window = (
         make_window(config, real, spec.device) if window is None else window.to(real, spec.device)
@@ -369,7 +388,7 @@ def spectral_inconsistency(
     wave = istft(spec, frames_only, length=full, window=window)
     proj = stft(wave, frames_only, window=window)
     mask = frame_mask(lengths, spec.shape[:-2], num_frames, spec.device)
-    return _reduce(_sc_per_item(proj, spec, mask, db=True), reduction)
+    return _reduce(_sc_per_item(proj, spec, mask, db=True), reduction).to(out_dtype)
 
 
 # ---------------------------------------------------------------------------------------- losses
