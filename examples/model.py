@@ -73,6 +73,9 @@ class MelVAE(LightningModule):
         waveform_loss_weight: Weight of :class:`specinv_lightning.WaveformReconstructionLoss`
             (0 disables it and skips building it).
         waveform_loss_n_iter: Griffin-Lim iterations unrolled inside the waveform loss.
+        waveform_loss_kwargs: Further :class:`specinv_lightning.WaveformReconstructionLoss`
+            arguments (``init``, ``reference``, ``detach_phase``, ``stft_loss`` ...). Its own mel
+            L1 term is off (``mel_weight=0``): the model's standardised L1 already anchors the mel.
 
     Example:
         >>> model = MelVAE(mel={"preset": "hifigan", "n_mels": 64})
@@ -91,7 +94,8 @@ class MelVAE(LightningModule):
         learning_rate: float = 2e-3,
         weight_decay: float = 1e-4,
         waveform_loss_weight: float = 0.0,
-        waveform_loss_n_iter: int = 8,
+        waveform_loss_n_iter: int = 4,
+        waveform_loss_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -135,8 +139,9 @@ class MelVAE(LightningModule):
         if waveform_loss_weight > 0:
             from specinv_lightning import WaveformReconstructionLoss
 
+            kwargs = {"mel_weight": 0.0, **(waveform_loss_kwargs or {})}
             self.waveform_loss = WaveformReconstructionLoss(
-                self.config, n_iter=waveform_loss_n_iter
+                self.config, n_iter=waveform_loss_n_iter, **kwargs
             )
 
     # ------------------------------------------------------------------ model
@@ -205,7 +210,10 @@ class MelVAE(LightningModule):
         total = l1 + self.hparams.kl_weight * kl_scale * kl
         pred_mel = self._destandardize(recon.float())
         if self.waveform_loss is not None:
-            wave_loss = self.waveform_loss(pred_mel, audio, lengths=lengths)
+            # in training the L1 target is standardised with the batch statistics: undo exactly
+            # those (not the lagging running ones), so both losses agree on what the output means
+            loss_mel = self._batch_destandardize(recon.float(), mel) if self.training else pred_mel
+            wave_loss = self.waveform_loss(loss_mel, audio, lengths=lengths)
             losses["waveform"] = wave_loss
             total = total + self.hparams.waveform_loss_weight * wave_loss
         losses["loss"] = total
@@ -215,6 +223,12 @@ class MelVAE(LightningModule):
         # the BatchNorm already updated its running stats in forward(); use the batch statistics
         # again without touching them a second time
         return F.batch_norm(mel, None, None, training=True, eps=self.norm.eps)
+
+    def _batch_destandardize(self, z: Tensor, mel: Tensor) -> Tensor:
+        """Inverse of :meth:`_batch_standardize` with ``mel``'s (detached) batch statistics."""
+        mean = mel.mean(dim=(0, 2), keepdim=True)
+        var = mel.var(dim=(0, 2), unbiased=False, keepdim=True)
+        return z * (var + self.norm.eps).sqrt() + mean
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         losses, _, _ = self._losses(batch)

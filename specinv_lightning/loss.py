@@ -17,7 +17,11 @@ from specinv_lightning.functional._checks import (
     check_tensor,
 )
 from specinv_lightning.functional.compression import clamp_to_floor
-from specinv_lightning.functional.metrics import frame_mask, multi_resolution_stft_loss
+from specinv_lightning.functional.filterbank import mel_filterbank
+from specinv_lightning.functional.metrics import (
+    frame_mask,
+    multi_resolution_stft_loss,
+)
 from specinv_lightning.functional.stft import stft
 from specinv_lightning.inverse import MelInverter
 from specinv_lightning.mel import MelSpectrogram, as_config
@@ -26,6 +30,7 @@ __all__ = ["MultiResolutionSTFTLoss", "WaveformReconstructionLoss"]
 
 _STFT_WINDOWS = ("hann", "hamming", "blackman", "bartlett", "kaiser")
 _INITS = ("random", "zeros", "pghi", "target")
+_REFERENCES = ("inversion", "target")
 
 
 def shorthand_conflicts(owner: Any, given: Mapping[str, Any]) -> list[str]:
@@ -63,6 +68,13 @@ class MultiResolutionSTFTLoss(nn.Module):
         w_sc: Weight of spectral convergence.
         w_log_mag: Weight of the log-magnitude L1 distance.
         eps: Floor of the squared magnitude (keeps logs and gradients finite on silence).
+        scale: ``None`` (linear-frequency magnitudes, the default) or ``"mel"``: both magnitudes
+            are multiplied by a Slaney mel filterbank of ``n_bins`` bands from 0 Hz to
+            ``sample_rate / 2`` (``librosa.filters.mel`` defaults) before both terms, as auraloss'
+            ``scale="mel"``.
+        n_bins: Mel bands with ``scale="mel"`` (every band must cover an FFT bin at each
+            resolution).
+        sample_rate: Sample rate in Hz, required with ``scale="mel"``.
 
     Example:
         >>> import torch
@@ -84,6 +96,9 @@ class MultiResolutionSTFTLoss(nn.Module):
         w_sc: float = 1.0,
         w_log_mag: float = 1.0,
         eps: float = 1e-8,
+        scale: Literal["mel"] | None = None,
+        n_bins: int | None = None,
+        sample_rate: float | None = None,
     ) -> None:
         super().__init__()
         fft_sizes, hop_sizes, win_lengths = list(fft_sizes), list(hop_sizes), list(win_lengths)
@@ -112,6 +127,10 @@ class MultiResolutionSTFTLoss(nn.Module):
             self.register_buffer(
                 f"window_{i}", window_fn(win, dtype=torch.float32), persistent=False
             )
+        self.scale, self.n_bins, self.sample_rate = scale, n_bins, sample_rate
+        if scale is not None:
+            for i, fb in enumerate(_mel_scale_filterbanks(fft_sizes, scale, n_bins, sample_rate)):
+                self.register_buffer(f"fb_{i}", fb, persistent=False)
 
     @property
     def min_samples(self) -> int:
@@ -159,6 +178,9 @@ class MultiResolutionSTFTLoss(nn.Module):
             w_sc=self.w_sc,
             w_log_mag=self.w_log_mag,
             eps=self.eps,
+            filterbanks=None
+            if self.scale is None
+            else [getattr(self, f"fb_{i}") for i in range(len(self.fft_sizes))],
         )
         if return_components:
             return loss, {"sc": sc, "log_mag": log_mag}
@@ -166,7 +188,45 @@ class MultiResolutionSTFTLoss(nn.Module):
 
     def extra_repr(self) -> str:
         res = list(zip(self.fft_sizes, self.hop_sizes, self.win_lengths, strict=True))
-        return f"resolutions(fft, hop, win)={res}, window={self.window!r}, w_sc={self.w_sc}, w_log_mag={self.w_log_mag}"
+        scale = "" if self.scale is None else f", scale={self.scale!r}, n_bins={self.n_bins}"
+        return (
+            f"resolutions(fft, hop, win)={res}, window={self.window!r}, w_sc={self.w_sc},"
+            f" w_log_mag={self.w_log_mag}{scale}"
+        )
+
+
+def _mel_scale_filterbanks(
+    fft_sizes: Sequence[int], scale: str | None, n_bins: int | None, sample_rate: float | None
+) -> list[Tensor]:
+    """One float32 ``(n_bins, n_fft // 2 + 1)`` Slaney mel filterbank (0 Hz to Nyquist) per FFT
+    size, checked so that no band is empty (an empty band's log magnitude would be ``-inf``)."""
+    if scale != "mel":
+        raise ValueError(f"scale: expected None or 'mel', got {scale!r}")
+    if sample_rate is None or not sample_rate > 0 or int(sample_rate) != sample_rate:
+        raise ValueError(
+            f"sample_rate: expected a whole number of Hz > 0 with scale='mel', got {sample_rate}"
+        )
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
+        raise ValueError(f"n_bins: expected an integer >= 1 with scale='mel', got {n_bins!r}")
+    banks = []
+    for n_fft in fft_sizes:
+        cfg = MelConfig(
+            sample_rate=int(sample_rate),
+            n_fft=n_fft,
+            n_mels=n_bins,
+            f_min=0.0,
+            f_max=sample_rate / 2,
+            mel_scale="slaney",
+            norm="slaney",
+        )
+        fb = mel_filterbank(cfg, dtype=torch.float32)
+        if bool((fb.sum(dim=-1) == 0).any()):
+            raise ValueError(
+                f"n_bins: {n_bins} mel bands leave some bands empty at FFT size {n_fft} (they would"
+                " give log(0)); use fewer bands or larger FFT sizes"
+            )
+        banks.append(fb)
+    return banks
 
 
 class WaveformReconstructionLoss(nn.Module):
@@ -178,24 +238,35 @@ class WaveformReconstructionLoss(nn.Module):
 
     .. math::
 
-        L = w_{stft}\, \mathrm{STFTLoss}(\mathrm{inv}(\hat m), y)
+        L = w_{stft}\, \mathrm{STFTLoss}(\mathrm{inv}(\hat m), r)
             + w_{mel}\, \mathrm{mean}\,|\hat m - \mathrm{mel}(y)|
 
     where :math:`\hat m` is ``mel_pred``, :math:`y` the target waveform, ``STFTLoss`` is
-    ``stft_loss`` (default :class:`MultiResolutionSTFTLoss`) and ``mel(y)`` the target's mel
-    computed with the same config and compression (the HiFi-GAN-style mel L1 between the prediction
-    and the target's mel, masked to the valid frames; frames trimmed to the common count). The
-    waveform term carries phase-aware supervision through the inversion; the mel term anchors the
-    prediction directly.
+    ``stft_loss`` (default :class:`MultiResolutionSTFTLoss`), ``mel(y)`` the target's mel computed
+    with the same config and compression (masked to the valid frames), and the reference :math:`r`
+    is, with ``reference="inversion"`` (default), :math:`\mathrm{inv}(\mathrm{mel}(y))`: the
+    target's own mel through the very same inversion (same initial-phase rule, iterations and
+    kernels, no gradient), or with ``reference="target"`` the target waveform :math:`y` itself.
+
+    Why the default reference: Griffin-Lim cannot reproduce the target's phase, so
+    ``STFTLoss(inv(m), y)`` is not minimal at the true mel (its gradient there is not zero, and
+    minimising it tunes the mel to the inverter's trajectory instead of making it invertible).
+    Against :math:`\mathrm{inv}(\mathrm{mel}(y))` the waveform term is exactly zero, with a zero
+    gradient, at the true mel, and measures how far the prediction's inversion lands from the best
+    one a perfect prediction would get.
 
     Options that matter for training:
 
+    - ``init="pghi"`` (default): the initial phase is computed from the (predicted) magnitude, no
+      seed, so there is no single random trajectory to overfit. ``init="target"``: teacher
+      forcing, phase retrieval starts from the target's STFT phase (for both ``inv`` calls).
+      ``"random"`` (seeded) or ``"zeros"`` otherwise.
+    - ``detach_phase=True`` (default): gradients flow only through the magnitudes; through the
+      phase path they grow with the unrolled iterations under momentum and point nearly
+      orthogonally to the true mel.
     - ``checkpoint=True``: gradient checkpointing of every unrolled iteration (backward recomputes
       each iteration), so activation memory grows only by the few spectrograms carried between
       iterations instead of all intermediates.
-    - ``init="target"``: teacher forcing; phase retrieval starts from the target's STFT phase, so
-      a few iterations suffice. ``"random"`` (seeded) or ``"zeros"`` otherwise.
-    - ``detach_phase=True``: gradients flow only through the magnitudes, not the phase path.
 
     Before the inversion the predicted mel is clamped at the compressed ``log_floor`` (exactly what
     the forward transform does to every real waveform's mel), so predictions below the floor are
@@ -214,9 +285,11 @@ class WaveformReconstructionLoss(nn.Module):
             :class:`MultiResolutionSTFTLoss()`.
         mel_weight: Weight of the mel L1 term (0 disables it).
         stft_weight: Weight of the waveform term (0 skips the inversion).
-        init: ``"random"``, ``"zeros"``, ``"pghi"`` (from the predicted magnitude, no seed) or
+        init: ``"pghi"`` (from the predicted magnitude, no seed), ``"random"``, ``"zeros"`` or
             ``"target"`` (teacher forcing).
-        detach_phase: Stop gradients through the phase path.
+        detach_phase: Stop gradients through the phase path (default).
+        reference: ``"inversion"`` (the target mel's own inversion, default) or ``"target"``
+            (the target waveform).
         magnitude: Mel -> magnitude method of ``MelInverter`` (``"pinv"``, ``"nnls"``, ...).
         algorithm: ``"fgla"``, ``"agla"`` or ``"gla"``.
         momentum: FGLA momentum.
@@ -243,14 +316,15 @@ class WaveformReconstructionLoss(nn.Module):
     def __init__(
         self,
         config: MelConfig | str | Mapping[str, Any] | None = None,
-        n_iter: int = 16,
+        n_iter: int = 4,
         mel_consistent: bool = True,
         checkpoint: bool = True,
         stft_loss: nn.Module | None = None,
         mel_weight: float = 1.0,
         stft_weight: float = 1.0,
-        init: Literal["random", "zeros", "pghi", "target"] = "random",
-        detach_phase: bool = False,
+        init: Literal["random", "zeros", "pghi", "target"] = "pghi",
+        detach_phase: bool = True,
+        reference: Literal["inversion", "target"] = "inversion",
         magnitude: Literal["pinv", "nnls", "transpose"] = "pinv",
         algorithm: str = "fgla",
         momentum: float = 0.99,
@@ -261,6 +335,8 @@ class WaveformReconstructionLoss(nn.Module):
         super().__init__()
         if init not in _INITS:
             raise ValueError(f"init: expected one of {_INITS}, got {init!r}")
+        if reference not in _REFERENCES:
+            raise ValueError(f"reference: expected one of {_REFERENCES}, got {reference!r}")
         shorthand = dict(
             n_iter=n_iter,
             mel_consistent=mel_consistent,
@@ -279,6 +355,7 @@ class WaveformReconstructionLoss(nn.Module):
                 f" {mel_weight}, {stft_weight}"
             )
         self.init = init
+        self.reference = reference
         self.mel_weight = float(mel_weight)
         self.stft_weight = float(stft_weight)
         self.mel_transform = MelSpectrogram(self.config)
@@ -382,29 +459,61 @@ class WaveformReconstructionLoss(nn.Module):
         mel_pred, target_wave, sample_mask = self._validate(mel_pred, target_wave, lengths)
         if sample_mask is not None:
             target_wave = target_wave * sample_mask
-        num_samples = target_wave.shape[-1]
         zero = mel_pred.new_zeros(())
-        stft_term = zero
+        stft_term = mel_term = zero
+        target_mel = None
+        if self.mel_weight > 0 or self.reference == "inversion":
+            target_mel = self._target_mel(target_wave, mel_pred.shape[-1])
         if self.stft_weight > 0:
-            init: Any = None
-            if self.init == "target":
-                init = self._target_phase(target_wave, mel_pred.shape[-1])
-            # below the floor no waveform's mel goes: invert the floor (the gradient there comes from
-            # the mel term), which also keeps Griffin-Lim away from vanishing magnitudes
-            recon = self.inverter(
-                clamp_to_floor(mel_pred, self.config), length=num_samples, init=init
-            )
-            if sample_mask is not None:
-                recon = recon * sample_mask
-            flat = (-1, num_samples)
-            stft_term = self.stft_loss(recon.reshape(flat), target_wave.reshape(flat))
-        mel_term = zero
+            stft_term = self._stft_term(mel_pred, target_wave, target_mel, sample_mask)
         if self.mel_weight > 0:
-            mel_term = self._mel_l1(mel_pred, target_wave, lengths)
+            assert target_mel is not None
+            mel_term = self._mel_l1(mel_pred, target_mel, lengths)
         loss = self.stft_weight * stft_term + self.mel_weight * mel_term
         if return_components:
             return loss, {"stft": stft_term.detach(), "mel": mel_term.detach()}
         return loss
+
+    def _stft_term(
+        self,
+        mel_pred: Tensor,
+        target_wave: Tensor,
+        target_mel: Tensor | None,
+        sample_mask: Tensor | None,
+    ) -> Tensor:
+        """STFT loss of the inverted prediction against the reference waveform."""
+        num_samples = target_wave.shape[-1]
+        init: Any = None
+        if self.init == "target":
+            init = self._target_phase(target_wave, mel_pred.shape[-1])
+        # below the floor no waveform's mel goes: invert the floor (the gradient there comes from
+        # the mel term), which also keeps Griffin-Lim away from vanishing magnitudes
+        recon = self.inverter(clamp_to_floor(mel_pred, self.config), length=num_samples, init=init)
+        reference = target_wave
+        if self.reference == "inversion":
+            assert target_mel is not None
+            # the target's own mel through the very same computation (the autograd engine, so
+            # that a prediction equal to the target's mel gives a bit-identical waveform): the
+            # loss is zero, and stationary, exactly at the target's mel
+            probe = clamp_to_floor(target_mel, self.config)
+            if torch.is_grad_enabled() and mel_pred.requires_grad:
+                probe = probe.detach().requires_grad_()
+            reference = self.inverter(probe, length=num_samples, init=init).detach()
+        if sample_mask is not None:
+            recon = recon * sample_mask
+            reference = reference * sample_mask
+        flat = (-1, num_samples)
+        return self.stft_loss(recon.reshape(flat), reference.reshape(flat))
+
+    def _target_mel(self, target_wave: Tensor, num_frames: int) -> Tensor:
+        """The target's mel with ``num_frames`` frames (one frame trimmed or repeated)."""
+        with torch.no_grad():
+            mel = self.mel_transform(target_wave)
+        if mel.shape[-1] > num_frames:
+            return mel[..., :num_frames]
+        if mel.shape[-1] < num_frames:
+            return torch.cat([mel, mel[..., -1:]], dim=-1)
+        return mel
 
     def _target_phase(self, target_wave: Tensor, num_frames: int) -> Tensor:
         with torch.no_grad():
@@ -416,14 +525,12 @@ class WaveformReconstructionLoss(nn.Module):
         return spec
 
     def _mel_l1(
-        self, mel_pred: Tensor, target_wave: Tensor, lengths: Tensor | Sequence[int] | None
+        self, mel_pred: Tensor, target_mel: Tensor, lengths: Tensor | Sequence[int] | None
     ) -> Tensor:
-        with torch.no_grad():
-            target_mel = self.mel_transform(target_wave)
-        n = min(target_mel.shape[-1], mel_pred.shape[-1])
-        diff = (mel_pred[..., :n] - target_mel[..., :n]).abs()
+        diff = (mel_pred - target_mel).abs()
         if lengths is None:
             return diff.mean()
+        n = diff.shape[-1]
         frames = self.config.valid_frames(check_lengths(lengths, diff.shape[:-2].numel()))
         mask = frame_mask(frames, diff.shape[:-2], n, diff.device)
         assert mask is not None

@@ -54,6 +54,31 @@ def test_mrstft_matches_auraloss_custom_and_gradients() -> None:
     torch.testing.assert_close(ours_in.grad, ref_in.grad, rtol=1e-5, atol=1e-8)
 
 
+def test_mrstft_mel_scale_matches_auraloss() -> None:
+    auraloss = pytest.importorskip("auraloss")
+    pytest.importorskip("librosa")
+    gen = torch.Generator().manual_seed(3)
+    target = torch.randn(2, 1, 8000, generator=gen)
+    base = target + 0.3 * torch.randn(target.shape, generator=gen)
+    settings = dict(fft_sizes=[512, 1024], hop_sizes=[128, 256], win_lengths=[512, 1024], w_sc=0.7)
+    mel = dict(scale="mel", n_bins=64, sample_rate=16000)
+    ours_in, ref_in = base.clone().requires_grad_(), base.clone().requires_grad_()
+    ours = MultiResolutionSTFTLoss(**settings, **mel)(ours_in, target)
+    ref = auraloss.freq.MultiResolutionSTFTLoss(**settings, **mel)(ref_in, target)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    ours.backward()
+    ref.backward()
+    torch.testing.assert_close(ours_in.grad, ref_in.grad, rtol=1e-4, atol=1e-8)
+    with pytest.raises(ValueError, match="sample_rate"):
+        MultiResolutionSTFTLoss(scale="mel", n_bins=64)
+    with pytest.raises(ValueError, match="n_bins"):
+        MultiResolutionSTFTLoss(scale="mel", sample_rate=16000)
+    with pytest.raises(ValueError, match="n_bins"):  # empty bands at fft 512 -> log(0)
+        MultiResolutionSTFTLoss(scale="mel", n_bins=256, sample_rate=16000)
+    with pytest.raises(ValueError, match="scale"):
+        MultiResolutionSTFTLoss(scale="chroma", n_bins=12, sample_rate=16000)
+
+
 def test_mrstft_silence_and_errors() -> None:
     loss = MultiResolutionSTFTLoss()
     x = torch.zeros(2, 4000, requires_grad=True)
@@ -112,11 +137,34 @@ def test_free_mel_optimised_through_inversion(speech) -> None:
     assert after[1] < before[1] - 0.5, (before, after)
 
 
+@pytest.mark.parametrize("init", ["pghi", "target"])
+def test_true_mel_is_a_stationary_point(speech, init) -> None:
+    """At the target's own mel the waveform term is zero and its gradient vanishes; at a
+    perturbed mel the gradient is large and points back towards the true mel."""
+    wave = _clip(speech, n=2)
+    true_mel = MelSpectrogram(CFG16)(wave)
+    noise = torch.randn(true_mel.shape, generator=torch.Generator().manual_seed(0))
+    loss_fn = WaveformReconstructionLoss(CFG16, n_iter=2, mel_weight=0.0, init=init)
+    grads = []
+    for mel0 in (true_mel, true_mel + 0.5 * noise):
+        mel = mel0.clone().requires_grad_()
+        loss = loss_fn(mel, wave)
+        loss.backward()
+        assert torch.isfinite(mel.grad).all()
+        grads.append(mel.grad)
+        if mel0 is true_mel:
+            assert float(loss.detach()) < 1e-6
+    assert float(grads[0].norm()) < 1e-3 * float(grads[1].norm())
+    # a descent step from the perturbed mel moves towards the true mel
+    cos = torch.nn.functional.cosine_similarity(-grads[1].flatten(), -noise.flatten(), dim=0)
+    assert float(cos) > 0.05
+
+
 def test_components_mel_term_and_teacher_forcing(speech) -> None:
     wave = _clip(speech, n=2)
     mel = MelSpectrogram(CFG16)(wave)
-    random_init = WaveformReconstructionLoss(CFG16, n_iter=4, init="random")
-    teacher = WaveformReconstructionLoss(CFG16, n_iter=4, init="target")
+    random_init = WaveformReconstructionLoss(CFG16, n_iter=4, init="random", reference="target")
+    teacher = WaveformReconstructionLoss(CFG16, n_iter=4, init="target", reference="target")
     loss_r, parts_r = random_init(mel, wave, return_components=True)
     loss_t, parts_t = teacher(mel, wave, return_components=True)
     # the mel term vanishes for the target's own mel; teacher forcing reconstructs far better
@@ -200,6 +248,8 @@ def test_reconstruction_loss_bad_input(speech) -> None:
         loss_fn(mel, wave, lengths=[0, 100])
     with pytest.raises(ValueError, match="init"):
         WaveformReconstructionLoss(CFG16, init="teacher")
+    with pytest.raises(ValueError, match="reference"):
+        WaveformReconstructionLoss(CFG16, reference="wave")
     with pytest.raises(ValueError, match="not both 0"):
         WaveformReconstructionLoss(CFG16, mel_weight=0.0, stft_weight=0.0)
 
@@ -219,7 +269,9 @@ def test_ready_inverter_is_used(speech) -> None:
     inverter = MelInverter(CFG16, n_iter=3, init="zeros")
     loss = WaveformReconstructionLoss(inverter=inverter, mel_weight=0.0)
     assert loss.inverter is inverter and loss.config == CFG16
-    same = WaveformReconstructionLoss(CFG16, n_iter=3, mel_weight=0.0, init="zeros")
+    same = WaveformReconstructionLoss(
+        CFG16, n_iter=3, mel_weight=0.0, init="zeros", detach_phase=False
+    )
     torch.testing.assert_close(loss(mel, wave), same(mel, wave))
     with pytest.raises(ValueError, match=r"do not also pass \['n_iter'\]"):
         WaveformReconstructionLoss(inverter=inverter, n_iter=8)
@@ -233,7 +285,7 @@ def test_ready_inverter_is_used(speech) -> None:
 
 def test_pghi_init_in_the_loss(speech) -> None:
     wave = speech[:16000][None]
-    mel = MelSpectrogram(CFG16)(wave).requires_grad_()
+    mel = (MelSpectrogram(CFG16)(wave) + 0.1).requires_grad_()
     loss = WaveformReconstructionLoss(CFG16, n_iter=3, init="pghi")
     assert loss.inverter.init == "pghi"
     loss(mel, wave).backward()

@@ -423,15 +423,20 @@ def stft_loss(
     w_sc: float = 1.0,
     w_log_mag: float = 1.0,
     eps: float = 1e-8,
+    filterbank: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""Single-resolution STFT loss of ``(N, samples)`` waveforms, as auraloss ``STFTLoss``.
 
     ``sc = ||Y - X||_F / ||Y||_F`` over the whole batch (one ratio), ``log_mag = mean |log X - log Y|``
-    with magnitudes from :func:`stft_magnitude`; returns ``(w_sc * sc + w_log_mag * log_mag, sc,
+    with magnitudes from :func:`stft_magnitude` (multiplied by ``filterbank``, ``(bins, n_fft // 2
+    + 1)``, when given: auraloss' ``scale="mel"``); returns ``(w_sc * sc + w_log_mag * log_mag, sc,
     log_mag)``. The denominator is never zero because magnitudes are floored at ``sqrt(eps)``.
     """
     x_mag = stft_magnitude(preds, n_fft, hop_length, win_length, window, eps)
     y_mag = stft_magnitude(target, n_fft, hop_length, win_length, window, eps)
+    if filterbank is not None:
+        fb = filterbank.to(dtype=x_mag.dtype, device=x_mag.device)
+        x_mag, y_mag = fb @ x_mag, fb @ y_mag
     sc = torch.linalg.vector_norm(y_mag - x_mag) / torch.linalg.vector_norm(y_mag)
     log_mag = (torch.log(x_mag) - torch.log(y_mag)).abs().mean()
     return w_sc * sc + w_log_mag * log_mag, sc, log_mag
@@ -447,6 +452,7 @@ def multi_resolution_stft_loss(
     w_sc: float = 1.0,
     w_log_mag: float = 1.0,
     eps: float = 1e-8,
+    filterbanks: Sequence[Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Multi-resolution STFT loss (Yamamoto et al. 2019), numerically equal to auraloss'.
 
@@ -464,6 +470,8 @@ def multi_resolution_stft_loss(
         w_sc: Weight of the spectral-convergence term.
         w_log_mag: Weight of the log-magnitude L1 term.
         eps: Floor of the squared magnitude.
+        filterbanks: Optional filterbank per resolution applied to both magnitudes (auraloss'
+            ``scale="mel"``), see :func:`stft_loss`.
 
     Example:
         >>> import torch
@@ -479,7 +487,10 @@ def multi_resolution_stft_loss(
             window = torch.hann_window(win, dtype=preds.dtype, device=preds.device)
         else:
             window = windows[i].to(dtype=preds.dtype, device=preds.device)
-        loss, sc, log_mag = stft_loss(preds, target, n_fft, hop, win, window, w_sc, w_log_mag, eps)
+        fb = None if filterbanks is None else filterbanks[i]
+        loss, sc, log_mag = stft_loss(
+            preds, target, n_fft, hop, win, window, w_sc, w_log_mag, eps, filterbank=fb
+        )
         total = total + loss
         sc_total = sc_total + sc
         log_total = log_total + log_mag
