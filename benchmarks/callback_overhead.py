@@ -1,17 +1,26 @@
-"""Validation-epoch overhead of :class:`~specinv_lightning.InversionCallback`.
+"""Cost of :class:`~specinv_lightning.InversionCallback` with its default settings.
 
-A small mel-predicting model (a 4-layer conv post-net over 80-band log-mels, ~1M parameters) is
-validated on real speech (the test asset, cut into 1 s clips at 16 kHz) with and without the
-callback; the validation loop (``on_validation_start`` -> ``on_validation_end``, so the callback's
-epoch-end inversion and wav writing are included) is timed, median of ``--repeats`` runs after a
-warm-up run. Runs on CPU, and on CUDA too when it is available.
+Two measurements, both with the callback's defaults (``score_items=64``, ``n_iter=32``,
+``num_samples=4``, reference audio and score, mel figure):
+
+1. **Share of ``fit``** on the CPU example (``configs/example.yaml``: ``MelVAE``, 400 steps, 4
+   validation epochs of 8 items, TensorBoard): the wall time spent inside the callback's hooks
+   (timed around each hook) divided by the whole ``fit`` wall time, and, as a cross-check, the
+   same ``fit`` without the callback. The one-time compilation of the fused Griffin-Lim kernels
+   (``torch.compile``, cached on disk) is done and reported before ``fit``.
+2. **Share of a validation epoch** for 8 and for 1,000 validation items (1 s clips of speech at
+   16 kHz, 80 mels, a ~1M-parameter conv post-net): wall time per validation epoch with and
+   without the callback, median of ``--repeats`` interleaved runs after a warm-up, and the
+   callback's own time. With bounded scoring the callback's time does not grow with the
+   validation set.
 
 Usage::
 
-    python benchmarks/callback_overhead.py                 # default settings and variants
-    python benchmarks/callback_overhead.py --repeats 7 --val-batches 16
+    python benchmarks/callback_overhead.py --threads 1        # both parts
+    python benchmarks/callback_overhead.py --part val --val-items 8 1000 --repeats 3
+    python benchmarks/callback_overhead.py --part fit --fit-steps 400
 
-Prints a Markdown table: variant, median time per validation epoch, ratio to no callback, overhead.
+Prints Markdown tables. Runs on CPU, and on CUDA too when it is available (part 2).
 """
 
 from __future__ import annotations
@@ -59,28 +68,59 @@ class PostNet(pl.LightningModule):
         return {"mel": pred, "audio": audio}
 
 
-class Timer(pl.Callback):
-    """Wall and process CPU time from ``on_validation_start`` to ``on_validation_end``.
+class HookTimer:
+    """Wall time spent inside a callback's hooks (CUDA synchronised at both ends of each)."""
 
-    CUDA is synchronised at both ends. The CPU time (all threads of this process) is reported too
-    because it is robust to other processes competing for the cores.
-    """
+    HOOKS = (
+        "setup",
+        "on_validation_epoch_start",
+        "on_validation_batch_end",
+        "on_validation_epoch_end",
+    )
+
+    def __init__(self, callback: pl.Callback, hooks: tuple[str, ...] = HOOKS) -> None:
+        self.seconds = 0.0
+        self.calls = 0
+        self.marks: list[float] = []  # cumulative seconds at the end of each validation epoch
+        for name in hooks:
+            setattr(callback, name, self._timed(getattr(callback, name)))
+
+    def _timed(self, fn: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            _sync()
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _sync()
+                self.seconds += time.perf_counter() - t0
+                self.calls += 1
+                if fn.__name__ == "on_validation_epoch_end":
+                    self.marks.append(self.seconds)
+
+        return wrapper
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+class EpochTimer(pl.Callback):
+    """Wall time from ``on_validation_start`` to ``on_validation_end`` (the callback's epoch-end
+    inversion and media included)."""
 
     def __init__(self) -> None:
-        self.times: list[tuple[float, float]] = []
-        self._t0 = (0.0, 0.0)
-
-    def _sync(self, pl_module: pl.LightningModule) -> None:
-        if pl_module.device.type == "cuda":
-            torch.cuda.synchronize(pl_module.device)
+        self.times: list[float] = []
+        self._t0 = 0.0
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._sync(pl_module)
-        self._t0 = (time.perf_counter(), time.process_time())
+        _sync()
+        self._t0 = time.perf_counter()
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._sync(pl_module)
-        self.times.append((time.perf_counter() - self._t0[0], time.process_time() - self._t0[1]))
+        _sync()
+        self.times.append(time.perf_counter() - self._t0)
 
 
 def speech_clips(n: int, seconds: float) -> Tensor:
@@ -92,12 +132,15 @@ def speech_clips(n: int, seconds: float) -> Tensor:
     return torch.stack([audio[(i * hop) % (audio.numel() - clip) :][:clip] for i in range(n)])
 
 
-def make_trainer(accelerator: str, variant: dict[str, Any] | None, root: str) -> pl.Trainer:
-    """A Trainer with a :class:`Timer` and, unless ``variant`` is None, the InversionCallback."""
-    callbacks: list[pl.Callback] = [Timer()]
-    if variant is not None:
-        callbacks.insert(0, InversionCallback(CONFIG, **variant))
-    return pl.Trainer(
+def val_trainer(accelerator: str, with_callback: bool, root: str) -> tuple[pl.Trainer, Any]:
+    """A Trainer with an :class:`EpochTimer` and, optionally, a default InversionCallback."""
+    callbacks: list[pl.Callback] = [EpochTimer()]
+    hooks = None
+    if with_callback:
+        cb = InversionCallback(CONFIG)
+        hooks = HookTimer(cb, HookTimer.HOOKS[1:])  # setup runs outside the epoch
+        callbacks.insert(0, cb)
+    trainer = pl.Trainer(
         accelerator=accelerator,
         devices=1,
         logger=CSVLogger(root),
@@ -106,43 +149,120 @@ def make_trainer(accelerator: str, variant: dict[str, Any] | None, root: str) ->
         enable_model_summary=False,
         enable_checkpointing=False,
     )
+    return trainer, hooks
 
 
-def run(accelerator: str, loader: DataLoader, repeats: int, root: str) -> list[list[tuple]]:
-    """Validation times per variant; repeats are interleaved across variants to cancel drift."""
+def validation_part(accelerator: str, items: list[int], repeats: int, root: str) -> None:
+    print(
+        f"| {accelerator}: validation items | epoch without callback | epoch with callback"
+        " | callback's own time | share of the epoch |"
+    )
+    print("|---:|---:|---:|---:|---:|")
     torch.manual_seed(0)
     model = PostNet()
-    trainers = [make_trainer(accelerator, variant, root) for _, variant in VARIANTS]
-    for trainer in trainers:  # warm-up (allocator, kernels, torch.compile), not timed
-        trainer.validate(model, loader, verbose=False)
-    for _ in range(repeats):
-        for trainer in trainers:
+    for n in items:
+        loader = DataLoader(TensorDataset(speech_clips(n, 1.0)), batch_size=16)
+        runs = [val_trainer(accelerator, flag, root) for flag in (False, True)]
+        for trainer, _ in runs:  # warm-up (allocator, kernels, compile), not timed
             trainer.validate(model, loader, verbose=False)
-    timers = [next(c for c in t.callbacks if isinstance(c, Timer)) for t in trainers]
-    return [timer.times[1:] for timer in timers]
+        hooks = runs[1][1]
+        hooks.seconds, hooks.calls = 0.0, 0
+        for _ in range(repeats):
+            for trainer, _ in runs:
+                trainer.validate(model, loader, verbose=False)
+        epochs = [
+            statistics.median(next(c for c in t.callbacks if isinstance(c, EpochTimer)).times[1:])
+            for t, _ in runs
+        ]
+        marks = [0.0, *hooks.marks]
+        own = statistics.median(b - a for a, b in zip(marks[:-1], marks[1:], strict=True))
+        print(
+            f"| {n} | {epochs[0] * 1e3:.0f} ms | {epochs[1] * 1e3:.0f} ms | {own * 1e3:.0f} ms"
+            f" | {100 * own / epochs[1]:.0f}% |",
+            flush=True,
+        )
+    print()
 
 
-VARIANTS: list[tuple[str, dict[str, Any] | None]] = [
-    ("no callback", None),
-    ("InversionCallback() defaults (score every batch, n_iter=32)", {}),
-    ("defaults, eager Griffin-Lim kernels (fused=False)", {"inverter_kwargs": {"fused": False}}),
-    ("score_all_batches=False (captured samples only)", {"score_all_batches": False}),
-    ("score every batch, n_iter=8", {"n_iter": 8}),
-    ("score_all_batches=False, n_iter=8", {"score_all_batches": False, "n_iter": 8}),
-]
+def fit_part(steps: int, root: str, baseline: bool) -> None:
+    """The CPU example's ``fit`` (configs/example.yaml) with the callback's hooks timed."""
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(repo))
+    from examples.data import AudioDataModule
+    from examples.model import MelVAE
+    from examples.train import ExampleCLI
+
+    def cli(run_root: str) -> Any:
+        args = [
+            "-c", str(repo / "configs" / "example.yaml"),
+            f"--trainer.max_steps={steps}",
+            f"--trainer.default_root_dir={run_root}",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false",
+        ]  # fmt: skip
+        return ExampleCLI(MelVAE, AudioDataModule, args=args, run=False)
+
+    # one-time costs, reported apart: compiling the fused kernels for these shapes (cached on
+    # disk across processes, in memory within this one) in a validation run of the example
+    example = cli(str(Path(root) / "warm"))
+    t0 = time.perf_counter()
+    example.trainer.validate(example.model, example.datamodule, verbose=False)
+    warm_s = time.perf_counter() - t0
+
+    results = []
+    for with_callback in (True, False) if baseline else (True,):
+        example = cli(str(Path(root) / f"fit{int(with_callback)}"))
+        trainer = example.trainer
+        hooks = None
+        if with_callback:
+            cb = next(c for c in trainer.callbacks if isinstance(c, InversionCallback))
+            hooks = HookTimer(cb)
+        else:
+            trainer.callbacks[:] = [
+                c for c in trainer.callbacks if not isinstance(c, InversionCallback)
+            ]
+        t0 = time.perf_counter()
+        trainer.fit(example.model, example.datamodule)
+        results.append((time.perf_counter() - t0, hooks, trainer.fit_loop.epoch_loop.val_loop))
+    total, hooks, _ = results[0]
+    per_epoch = [b - a for a, b in zip([0.0, *hooks.marks[:-1]], hooks.marks, strict=True)]
+    print(
+        f"CPU example (configs/example.yaml, {steps} steps, {len(per_epoch)} validations);"
+        f" a validation run before fit (data synthesis/loading, fused-kernel compilation) took"
+        f" {warm_s:.1f} s\n"
+    )
+    print("| fit | wall | callback's own time | share | per validation |")
+    print("|---|---:|---:|---:|---|")
+    print(
+        f"| with InversionCallback() defaults | {total:.1f} s | {hooks.seconds:.2f} s"
+        f" | {100 * hooks.seconds / total:.1f}% | "
+        + ", ".join(f"{t:.2f} s" for t in per_epoch)
+        + " |"
+    )
+    if baseline:
+        plain = results[1][0]
+        print(
+            f"| without the callback | {plain:.1f} s | - | difference: {total - plain:+.2f} s"
+            f" ({100 * (total - plain) / total:+.1f}%) | |"
+        )
+    print()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--val-batches", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=1.0, help="clip length")
+    parser.add_argument("--part", choices=["fit", "val", "both"], default="both")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--val-items", type=int, nargs="+", default=[8, 200, 1000])
+    parser.add_argument("--fit-steps", type=int, default=400)
+    parser.add_argument("--no-baseline", action="store_true", help="skip the fit without callback")
     parser.add_argument(
         "--threads",
         type=int,
         default=None,
-        help="torch CPU threads (1 gives stable figures on a shared or busy machine)",
+        help="torch CPU threads (1 gives stable figures on a shared or busy machine: with more"
+        " threads than idle cores, OpenMP oversubscription can slow CPU kernels many times)",
     )
     args = parser.parse_args()
     if args.threads:
@@ -151,35 +271,21 @@ def main() -> None:
     import logging
 
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-
-    clips = speech_clips(args.val_batches * args.batch_size, args.seconds)
-    loader = DataLoader(TensorDataset(clips), batch_size=args.batch_size)
-    accelerators = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(
-        f"validation set: {args.val_batches} batches x {args.batch_size} clips x {args.seconds:g} s"
-        f" (16 kHz, n_fft 1024, hop 256, 80 mels); torch {torch.__version__},"
-        f" {torch.get_num_threads()} CPU threads; median of {args.repeats}\n"
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+        + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU")
+        + "\n"
     )
     with tempfile.TemporaryDirectory() as root:
-        for accelerator in accelerators:
+        if args.part in ("val", "both"):
             print(
-                f"| {accelerator}: variant | wall / epoch | wall ratio | CPU time / epoch"
-                " | CPU ratio | overhead (CPU) |"
+                "Validation epoch: 1 s clips, batches of 16 (16 kHz, n_fft 1024, hop 256,"
+                f" 80 mels), median of {args.repeats}\n"
             )
-            print("|---|---:|---:|---:|---:|---:|")
-            base = None
-            for (name, _), times in zip(
-                VARIANTS, run(accelerator, loader, args.repeats, root), strict=True
-            ):
-                wall = statistics.median(t[0] for t in times)
-                cpu = statistics.median(t[1] for t in times)
-                base = (wall, cpu) if base is None else base
-                print(
-                    f"| {name} | {wall * 1e3:.0f} ms | {wall / base[0]:.2f}x | {cpu * 1e3:.0f} ms"
-                    f" | {cpu / base[1]:.2f}x | {100 * (cpu / base[1] - 1):+.0f}% |",
-                    flush=True,
-                )
-            print()
+            for accelerator in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+                validation_part(accelerator, args.val_items, args.repeats, root)
+        if args.part in ("fit", "both"):
+            fit_part(args.fit_steps, root, not args.no_baseline)
 
 
 if __name__ == "__main__":

@@ -1,23 +1,33 @@
-"""``InversionCallback``: hear and score the model's predicted mels every validation epoch."""
+"""``InversionCallback``: hear and score the model's predicted mels every validation epoch.
+
+The callback class holds the Lightning hooks and reads top-down; the work is delegated:
+
+* :mod:`specinv_lightning._callback_batch` - batch parsing (``parse_items`` ->
+  :class:`~specinv_lightning._callback_batch.ValidationItems`);
+* :mod:`specinv_lightning._callback_buffer` - the captured items (``CaptureBuffer``);
+* :mod:`specinv_lightning._callback_scores` - the scores, one torchmetrics ``MetricCollection``
+  (``InversionScores``);
+* :mod:`specinv_lightning.loggers` - media: one ``MediaSink`` per logger, the mel figure.
+"""
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
+from torchmetrics import Metric, MetricCollection
 from typing_extensions import override
 
+from specinv_lightning._callback_batch import ItemKeys, ValidationItems, parse_items
+from specinv_lightning._callback_buffer import CaptureBuffer, CapturedBatch
+from specinv_lightning._callback_scores import InversionScores, as_metric_dict
 from specinv_lightning.config import MelConfig
-from specinv_lightning.functional._checks import check_lengths
 from specinv_lightning.functional._guard import (
     compare_mels,
     prediction_mismatch,
@@ -25,109 +35,119 @@ from specinv_lightning.functional._guard import (
 )
 from specinv_lightning.functional.compression import compressed_floor
 from specinv_lightning.functional.metrics import frame_mask
-from specinv_lightning.functional.stft import spectrogram_magnitude, stft
 from specinv_lightning.inverse import MelInverter
-from specinv_lightning.loggers import AudioClip, figure_to_array, media_sinks, mel_figure
+from specinv_lightning.loggers import (
+    AudioClip,
+    MediaSink,
+    clip_audio,
+    figure_to_array,
+    media_sinks,
+    mel_figure,
+    publish,
+)
 from specinv_lightning.loss import shorthand_conflicts
 from specinv_lightning.mel import MelSpectrogram, as_config
-from specinv_lightning.metrics import LogSpectralDistance, MelConsistency, SpectralConvergence
 
 __all__ = ["InversionCallback"]
 
 _NORMALIZE = ("peak", None)
-_PEAK = 0.99
-
-
-@dataclass
-class _Sample:
-    """One captured validation item (detached, on the module's device, trimmed)."""
-
-    mel: Tensor  # (n_mels, frames)
-    length: int  # valid samples
-    target: Tensor | None  # (samples,)
-    target_mel: Tensor | None  # (n_mels, frames)
+Generate = Callable[[pl.LightningModule, Any], Any]
 
 
 class InversionCallback(Callback):
     r"""Invert the model's predicted mels every validation epoch: log audio and inversion scores.
 
-    **Capture.** ``validation_step`` must return a dict holding the predicted (compressed, as the
-    model outputs it) mel ``(batch, n_mels, frames)`` under ``mel_key`` and, unless
-    ``target_key=None``, the target waveform ``(batch, samples)`` under ``target_key``. Or give
-    ``extract(outputs, batch) -> dict`` to build that dict from anything. The first
-    ``num_samples`` items of the first validation batches (of dataloader 0) are kept, detached, on
-    the device - the same utterances every epoch, so listeners hear progress. At most
-    ``num_samples`` items are ever held (replaced every epoch; no growth).
+    **Where the mels come from.** By default ``validation_step`` returns a dict holding the
+    predicted (compressed, as the model outputs it) mel ``(batch, n_mels, frames)`` under
+    ``mel_key`` (or returns that mel tensor itself). For a model whose ``validation_step`` returns
+    a loss, ``None`` or anything else (a diffusion or flow-matching model whose mels come from a
+    sampler), pass ``generate(pl_module, batch) -> mel`` (or a dict like the validation outputs):
+    it is called under ``torch.no_grad()`` in eval mode, **only for the batches that hold captured
+    or scored items**, and its result replaces the validation outputs. The target waveform
+    (``target_key``), target mel (``target_mel_key``) and lengths (``lengths_key``) are looked up
+    in the outputs first, then in the batch (when it is a dict); the predicted mel only in the
+    outputs.
 
-    **Score.** With ``score_all_batches=True`` every validation batch's predicted mels are inverted,
-    batched on the device with :class:`~specinv_lightning.MelInverter` (``n_iter`` iterations,
-    under no-grad), and scored with the torchmetrics classes: ``<prefix>mel_consistency_db``
-    (:class:`~specinv_lightning.metrics.MelConsistency` of the inverted audio against the
-    predicted mel), and with a target waveform ``<prefix>spectral_convergence`` and
-    ``<prefix>log_spectral_distance`` (inverted audio's STFT magnitude against the target's).
-    Metric states are summed across DDP ranks when computed at epoch end, so the logged values equal
-    a single-process run over the same items. With ``score_all_batches=False`` only the captured
-    samples are scored (each rank scores its own captured items).
+    **Score (bounded).** The first ``score_items`` validation items of each epoch (the same items
+    every epoch, with an unshuffled loader, so the curves are comparable; ``None``: all) are
+    inverted, batched on the device with :class:`~specinv_lightning.MelInverter` (``n_iter``
+    iterations, no grad), and scored, all in dB: ``<prefix>mel_consistency_db`` (does the audio
+    reproduce the predicted mel) and, with a target waveform, ``<prefix>spectral_convergence_db``
+    and ``<prefix>log_spectral_distance_db`` (inverted audio's STFT magnitude against the
+    target's), plus the ``metrics`` you add (updated with ``(inverted, target)`` waveforms).
+    Under DDP the items are split across ranks (rank ``r`` scores its first
+    ``len(range(r, score_items, world_size))`` items: with Lightning's ``DistributedSampler``
+    exactly the first ``score_items`` items overall) and the metric states are summed, so the
+    logged values equal a single-process run over the same items. The cost is bounded whatever
+    the size of the validation set.
+
+    **Reference.** The target's own mel (``target_mel_key``, else the mel the config computes
+    from the target waveform) is inverted with the same inverter: logged once as ``ref_<k>`` audio
+    next to ``target_<k>``, and scored once as ``<prefix>ref_spectral_convergence_db`` (computed
+    at the first validation epoch over the scored items, cached in the checkpoint, logged every
+    epoch as a flat line): the difference between the two spectral-convergence curves is the
+    model's error, the reference curve the inversion's.
 
     **Log.** Every ``every_n_epochs``-th validation run (the first one included; never during the
-    sanity check unless ``log_on_sanity_check``), on global rank zero only, the captured mels are
-    inverted and logged to every logger of the Trainer: W&B (``wandb.Audio``), TensorBoard
-    (``add_audio`` and a predicted-vs-target mel figure), MLflow (wav artifacts), and for CSVLogger,
-    any other logger or no logger wav files under ``<log_dir>/audio/epoch=<E>/<name>_<k>.wav``
-    (``save_dir`` given: always there too). The targets are logged once, as references. Audio is
-    trimmed to its true length and peak-normalised to 0.99 (``normalize="peak"``) or just clipped
-    into ``[-1, 1]`` (``normalize=None``).
+    sanity check unless ``log_on_sanity_check``), on global rank zero only, the first
+    ``num_samples`` items' audio goes to every logger of the Trainer through one
+    :class:`~specinv_lightning.loggers.MediaSink` each (TensorBoard, W&B, MLflow, Comet, Neptune,
+    and wav files for CSVLogger, any other logger or none), plus your ``sinks``; a mel figure
+    (prediction, target, their difference; time and frequency axes, colour bars) too. Items that
+    were scored are not inverted twice.
 
-    **Mismatched config.** At the first scored batch with a target waveform, the predicted mel's
+    **Mismatched config.** At the first parsed batch with a target waveform, the predicted mel's
     level and range are compared with the mel the config computes from the target audio; if they
-    are far apart (more than 6 dB, or a spread more than 2x off: a normalised mel fed to an
-    unnormalised config, another preset) a warning names the likely cause and suggests
-    ``mel_mean``/``mel_std``. With ``target_mel_key`` the given target mel is checked against the
-    config too. Once per callback; it never stops training.
+    are far apart a warning names the likely cause and suggests ``mel_mean``/``mel_std``. With
+    ``target_mel_key`` the given target mel is checked too. Once per callback.
 
-    **Never kills training.** A logger call that raises, or a non-finite predicted mel, gives a
-    warning; the sample is skipped (scoring) or sanitised (logging) and training goes on.
-    Configuration errors raise ``ValueError`` in ``__init__`` or at the first validation batch.
+    **Never kills training.** A logger, sink or extra metric that raises, a non-finite predicted
+    mel, or a ``generate`` that fails after having worked once gives a warning and training goes
+    on. Configuration errors raise ``ValueError`` in ``__init__`` or at the first validation batch.
 
     Args:
         config: The mel transform the model predicts (``MelConfig``, preset name or mapping);
             may be omitted when ``inverter`` is given.
-        num_samples: Number of items captured, inverted and logged.
+        num_samples: Number of items whose audio is logged.
         every_n_epochs: Log audio at every n-th validation run.
-        n_iter: Griffin-Lim iterations (scoring and logging).
+        n_iter: Griffin-Lim iterations.
         mel_consistent: Mel-consistent Griffin-Lim (see :class:`~specinv_lightning.MelInverter`).
-        mel_key: Key of the predicted mel in the validation outputs.
+        mel_key: Key of the predicted mel in the validation (or ``generate``) outputs.
         target_key: Key of the target waveform ``(batch, samples)``; ``None`` when there is none
-            (then no spectral convergence, and no reference audio unless ``target_mel_key``).
-        target_mel_key: Optional key of the target mel (same compression): shown next to the
-            prediction in mel figures, and inverted as the reference audio when there is no
-            target waveform.
-        lengths_key: Optional key of the valid length of each item, for trimming padded items and
-            masking padded frames in the scores; in samples (``lengths_unit="samples"``, default)
-            or in mel frames (``lengths_unit="frames"``).
+            (then only mel consistency is scored).
+        target_mel_key: Optional key of the target mel (same compression): shown in the mel
+            figure and inverted as the reference.
+        lengths_key: Optional key of the valid length of each item, for trimming and masking
+            padded items; in samples (``lengths_unit="samples"``) or mel frames (``"frames"``).
         lengths_unit: ``"samples"`` or ``"frames"``.
-        extract: ``extract(outputs, batch) -> dict`` used instead of the validation outputs.
-        log_targets: Log the target (reference) audio once.
-        score_all_batches: Score every validation batch (else only the captured samples).
+        generate: ``generate(pl_module, batch) -> mel or dict``, used instead of the validation
+            outputs (see above).
+        score_items: Number of validation items scored each epoch (``None``: all, ``0``: none).
+        metrics: Extra torchmetrics metrics, ``{"stoi": ShortTimeObjectiveIntelligibility(16000)}``
+            or a ``MetricCollection``, updated with ``(inverted, target)`` waveforms on the scored
+            items and logged as ``<prefix><name>``; needs ``target_key``.
+        sinks: Extra :class:`~specinv_lightning.loggers.MediaSink` instances receiving the clips.
+        log_targets: Log the target waveform once (``target_<k>``).
+        log_reference: Invert, log (``ref_<k>``) and score the target's mel once.
         save_dir: Also write wav files under ``<save_dir>/audio/epoch=<E>/``.
         normalize: ``"peak"`` (scale each clip to a peak of 0.99) or ``None`` (clip into [-1, 1]).
         prefix: Prefix of every logged key.
         log_on_sanity_check: Also score and log during the sanity check.
-        log_mel_images: Log a predicted-vs-target mel figure (needs matplotlib).
-        inverter_kwargs: Extra :class:`~specinv_lightning.MelInverter` arguments. The default
-            initial phase is the inverter's default, ``init="pghi"``: computed from each item's own
-            magnitude, so scores do not depend on how items are batched or split across ranks.
+        log_mel_images: Log the mel figure (needs matplotlib).
+        inverter_kwargs: Extra :class:`~specinv_lightning.MelInverter` arguments (the default
+            initial phase is ``"pghi"``: per item, so scores do not depend on batching). The
+            callback's inverter runs the eager kernels (``fused=False``) unless
+            ``inverter_kwargs={"fused": None}`` (compile where possible): at a bounded number of
+            items, compiling costs more than it saves.
+        name: Identifies this instance in checkpoints, media keys and folders; two instances
+            need different names and different ``prefix``.
         inverter: A ready :class:`~specinv_lightning.MelInverter` instead of ``config``,
-            ``n_iter``, ``mel_consistent`` and ``inverter_kwargs`` (passing one of those with a
-            value other than its default is then an error).
-        name: Identifies this instance in checkpoints (``state_key``), media keys
-            (``<prefix>audio/<name>/...``) and folders (``audio/<name>/epoch=<E>/``). To use two
-            instances, give them different names and different ``prefix`` (the metric keys).
+            ``n_iter``, ``mel_consistent`` and ``inverter_kwargs``.
 
     Example:
         >>> from lightning.pytorch import Trainer
         >>> from specinv_lightning import InversionCallback
-        >>> cb = InversionCallback("hifigan", num_samples=2, n_iter=16)
+        >>> cb = InversionCallback("hifigan", num_samples=2, n_iter=16, score_items=32)
         >>> cb.state_key
         "InversionCallback{'mel_key': 'mel', 'name': None}"
         >>> trainer = Trainer(callbacks=[cb], logger=False, enable_progress_bar=False)
@@ -145,9 +165,12 @@ class InversionCallback(Callback):
         target_mel_key: str | None = None,
         lengths_key: str | None = None,
         lengths_unit: Literal["samples", "frames"] = "samples",
-        extract: Callable[[Any, Any], Mapping[str, Any]] | None = None,
+        generate: Generate | None = None,
+        score_items: int | None = 64,
+        metrics: Mapping[str, Metric] | MetricCollection | None = None,
+        sinks: Sequence[MediaSink] | None = None,
         log_targets: bool = True,
-        score_all_batches: bool = True,
+        log_reference: bool = True,
         save_dir: str | os.PathLike[str] | None = None,
         normalize: Literal["peak"] | None = "peak",
         prefix: str = "val/",
@@ -162,42 +185,33 @@ class InversionCallback(Callback):
             config, inverter, dict(n_iter=n_iter, mel_consistent=mel_consistent), inverter_kwargs
         )
         self.config = self.inverter.config
-        for arg, value, low in (
-            ("num_samples", num_samples, 0),
-            ("every_n_epochs", every_n_epochs, 1),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{arg}: expected an integer >= {low}, got {value!r}")
-        for arg, value in (
-            ("mel_key", mel_key),
-            ("target_key", target_key),
-            ("target_mel_key", target_mel_key),
-            ("lengths_key", lengths_key),
-        ):
-            if value is not None and (not isinstance(value, str) or not value):
-                raise ValueError(f"{arg}: expected a non-empty string or None, got {value!r}")
-        if not isinstance(mel_key, str):
-            raise ValueError(f"mel_key: expected a non-empty string, got {mel_key!r}")
+        _check_counts(
+            num_samples=num_samples, every_n_epochs=every_n_epochs, score_items=score_items
+        )
+        _check_keys(mel_key, target_key, target_mel_key, lengths_key)
         if lengths_unit not in ("samples", "frames"):
             raise ValueError(f"lengths_unit: expected 'samples' or 'frames', got {lengths_unit!r}")
-        if extract is not None and not callable(extract):
+        if generate is not None and not callable(generate):
             raise ValueError(
-                f"extract: expected a callable (outputs, batch) -> dict, got {extract!r}"
+                f"generate: expected a callable (pl_module, batch) -> mel or dict, got {generate!r}"
             )
         if normalize not in _NORMALIZE:
             raise ValueError(f"normalize: expected 'peak' or None, got {normalize!r}")
         if not isinstance(prefix, str):
             raise ValueError(f"prefix: expected a string, got {prefix!r}")
+        self.sinks = list(sinks or [])
+        for sink in self.sinks:
+            if not isinstance(sink, MediaSink):
+                raise ValueError(f"sinks: expected MediaSink instances, got {type(sink).__name__}")
         self.num_samples = num_samples
         self.every_n_epochs = every_n_epochs
+        self.keys = ItemKeys(mel_key, target_key, target_mel_key, lengths_key, lengths_unit)
         self.mel_key = mel_key
         self.target_key = target_key
-        self.target_mel_key = target_mel_key
-        self.lengths_key = lengths_key
-        self.lengths_unit = lengths_unit
-        self.extract = extract
+        self.generate = generate
+        self.score_items = score_items
         self.log_targets = log_targets
-        self.score_all_batches = score_all_batches
+        self.log_reference = log_reference
         self.save_dir = None if save_dir is None else os.fspath(save_dir)
         self.normalize = normalize
         self.prefix = prefix
@@ -206,17 +220,23 @@ class InversionCallback(Callback):
         self.name = name
 
         self.mel_transform = MelSpectrogram(self.config)
-        self.mel_consistency = MelConsistency(self.config)
-        self.spectral_convergence = SpectralConvergence()
-        self.log_spectral_distance = LogSpectralDistance()
+        self.scores = InversionScores(
+            self.config, prefix, target_key is not None, as_metric_dict(metrics)
+        )
         self._silence = compressed_floor(self.config, torch.float32)  # (n_mels, 1)
 
         # persisted state
         self.references_logged = False
+        self.reference_score: float | None = None
         self.validation_runs = 0
         self.logged_epochs: list[int] = []
-        # transient state
-        self._samples: list[_Sample] = []
+        # per-epoch state
+        self._buffer = CaptureBuffer(num_samples)
+        self._logging = False  # this rank logs media this epoch
+        self._quota = 0  # items this rank scores this epoch
+        self._scored = 0
+        self._reference_pending = False  # the reference score is computed this epoch
+        self._generated_once = False
         self._warned_nonfinite = False
         self._convention_checked = False  # the mismatched-config guard runs once
         self._device = torch.device("cpu")
@@ -244,7 +264,9 @@ class InversionCallback(Callback):
             return inverter
         if config is None:
             raise ValueError("config: expected a MelConfig, preset name or mapping, got None")
-        kwargs = dict(inverter_kwargs or {})
+        # eager Griffin-Lim kernels unless asked: at a bounded number of items compiling the fused
+        # ones (seconds, once per process; ~20 s cold on a 2-core CPU) costs more than it saves
+        kwargs = {"fused": False, **(inverter_kwargs or {})}
         if "config" in kwargs or "n_iter" in kwargs or "mel_consistent" in kwargs:
             raise ValueError(
                 "inverter_kwargs: pass config, n_iter and mel_consistent as InversionCallback"
@@ -265,6 +287,7 @@ class InversionCallback(Callback):
     def state_dict(self) -> dict[str, Any]:
         return {
             "references_logged": self.references_logged,
+            "reference_score": self.reference_score,
             "validation_runs": self.validation_runs,
             "logged_epochs": list(self.logged_epochs),
         }
@@ -272,131 +295,141 @@ class InversionCallback(Callback):
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.references_logged = bool(state_dict.get("references_logged", False))
+        score = state_dict.get("reference_score")
+        self.reference_score = None if score is None else float(score)
         self.validation_runs = int(state_dict.get("validation_runs", 0))
         self.logged_epochs = [int(e) for e in state_dict.get("logged_epochs", [])]
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._device = pl_module.device
-        for module in self._modules():
+        for module in (self.inverter, self.mel_transform, self.scores):
             module.to(self._device)
-
-    def _modules(self) -> tuple[torch.nn.Module, ...]:
-        return (
-            self.inverter,
-            self.mel_transform,
-            self.mel_consistency,
-            self.spectral_convergence,
-            self.log_spectral_distance,
-        )
 
     def _active(self, trainer: pl.Trainer) -> bool:
         return self.log_on_sanity_check or not trainer.sanity_checking
 
+    # ------------------------------------------------------------------ epoch start
     @override
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if pl_module.device != self._device:  # e.g. moved after setup
             self.setup(trainer, pl_module, "validate")
-        self._samples = []
+        self._buffer.clear()
+        self.scores.metrics.reset()
+        self.scores.reference.reset()
         self._warned_nonfinite = False
-        for metric in self._metrics():
-            metric.reset()
+        sanity = trainer.sanity_checking
+        self._logging = (
+            self.num_samples > 0
+            and trainer.is_global_zero
+            and (sanity or self.validation_runs % self.every_n_epochs == 0)
+        )
+        self._quota = self._rank_quota(trainer.global_rank, trainer.world_size)
+        self._scored = 0
+        self._reference_pending = (
+            self.log_reference
+            and self.target_key is not None
+            and self.reference_score is None
+            and self.score_items != 0
+            and not sanity  # a sanity check sees only a few batches
+        )
 
-    def _metrics(self) -> tuple[Any, ...]:
-        return (self.mel_consistency, self.spectral_convergence, self.log_spectral_distance)
+    def _rank_quota(self, rank: int, world_size: int) -> int:
+        """Items this rank scores: its share of the first ``score_items`` items (round robin)."""
+        if self.score_items is None:
+            return 2**62
+        return len(range(rank, self.score_items, world_size))
 
-    # ------------------------------------------------------------------ capture and score
-    def _fetch(self, outputs: Any, batch: Any) -> dict[str, Any]:
-        if self.extract is not None:
-            data = self.extract(outputs, batch)
-            source = "extract(outputs, batch)"
-        else:
-            data = outputs
-            source = "validation_step"
-        if not isinstance(data, Mapping):
-            raise ValueError(
-                f"InversionCallback: {source} returned {type(data).__name__}; expected a dict with"
-                f" key {self.mel_key!r} (the predicted mel)"
-                + (f" and {self.target_key!r} (the target waveform)" if self.target_key else "")
-                + ". Return a dict from validation_step or pass extract=."
-            )
-        wanted = [
-            ("mel_key", self.mel_key),
-            ("target_key", self.target_key),
-            ("target_mel_key", self.target_mel_key),
-            ("lengths_key", self.lengths_key),
-        ]
-        missing = [(arg, key) for arg, key in wanted if key is not None and key not in data]
-        if missing:
-            names = ", ".join(f"{arg}={key!r}" for arg, key in missing)
-            hint = (
-                " (set target_key=None if there is no target waveform)"
-                if any(a == "target_key" for a, _ in missing)
-                else ""
-            )
-            raise ValueError(
-                f"InversionCallback: {source} has no key {names}{hint}; keys present:"
-                f" {sorted(map(str, data))}"
-            )
-        return dict(data)
+    # ------------------------------------------------------------------ each batch
+    @override
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if dataloader_idx != 0 or not self._active(trainer):
+            return
+        capture = self._buffer.wanted if self._logging else 0
+        score = self._quota - self._scored
+        if capture <= 0 and score <= 0:
+            return  # this batch holds no item we need: no generate, no inversion
+        items = self._items(pl_module, outputs, batch)
+        if items is None:
+            return
+        if not self._convention_checked:
+            self._convention_checked = True
+            self._check_convention(items)
+        pred_wave = ref_wave = None
+        if score > 0:
+            scored = items.head(score)
+            self._scored += len(scored)
+            pred_wave, ref_wave = self._score(scored)
+        if capture > 0:
+            self._buffer.add(items, pred_wave, ref_wave)
 
-    def _prepare(self, data: dict[str, Any]) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor]:
-        """Validated (mel, target, target_mel, lengths in samples) on the callback's device."""
-        mel = self._as_batch(data[self.mel_key], self.mel_key, 3)
-        n_mels = self.config.n_mels
-        if mel.shape[-2] != n_mels:
-            raise ValueError(
-                f"InversionCallback: {self.mel_key!r}: expected shape (batch, n_mels={n_mels},"
-                f" frames), got {tuple(mel.shape)}; does the callback's config match the model's?"
+    def _items(
+        self, pl_module: pl.LightningModule, outputs: Any, batch: Any
+    ) -> ValidationItems | None:
+        if self.generate is None:
+            return parse_items(outputs, batch, self.keys, self.config, self._device)
+        try:
+            generated = self._call_generate(pl_module, batch)
+        except Exception as err:
+            if not self._generated_once:
+                raise  # fails from the start: a configuration or programming error
+            rank_zero_warn(
+                f"InversionCallback: generate(pl_module, batch) failed ({type(err).__name__}:"
+                f" {err}); this batch is skipped, training goes on."
             )
-        batch = mel.shape[0]
-        target = None
-        if self.target_key is not None:
-            target = self._as_batch(data[self.target_key], self.target_key, 2)
-            if target.shape[0] != batch:
-                raise ValueError(
-                    f"InversionCallback: {self.target_key!r}: expected {batch} items like"
-                    f" {self.mel_key!r}, got shape {tuple(target.shape)}"
-                )
-        target_mel = None
-        if self.target_mel_key is not None:
-            target_mel = self._as_batch(data[self.target_mel_key], self.target_mel_key, 3)
-            if target_mel.shape[0] != batch or target_mel.shape[-2] != n_mels:
-                raise ValueError(
-                    f"InversionCallback: {self.target_mel_key!r}: expected shape ({batch}, {n_mels},"
-                    f" frames), got {tuple(target_mel.shape)}"
-                )
-        full = target.shape[-1] if target is not None else self.config.num_samples(mel.shape[-1])
-        if self.lengths_key is not None:
-            name = f"InversionCallback: {self.lengths_key!r}"
-            raw = check_lengths(data[self.lengths_key], batch, name).to(self._device)
-            if self.lengths_unit == "frames":
-                raw = self.config.num_samples(raw)
-            lengths = raw.clamp(min=1, max=full)
-        else:
-            lengths = torch.full((batch,), full, dtype=torch.long, device=self._device)
-        return mel, target, target_mel, lengths
+            return None
+        self._generated_once = True
+        source = "generate(pl_module, batch)"
+        return parse_items(generated, batch, self.keys, self.config, self._device, source)
 
-    def _as_batch(self, value: Any, key: str, dim: int) -> Tensor:
-        if not isinstance(value, Tensor):
-            raise ValueError(
-                f"InversionCallback: {key!r}: expected a tensor, got {type(value).__name__}"
-            )
-        x = value.detach()
-        if x.dim() == dim + 1 and x.shape[1] == 1:  # (batch, 1, ...) channel dim
-            x = x.squeeze(1)
-        if x.dim() != dim:
-            raise ValueError(
-                f"InversionCallback: {key!r}: expected a batched tensor with {dim} dims, got shape"
-                f" {tuple(value.shape)}"
-            )
-        if x.shape[0] == 0:
-            raise ValueError(f"InversionCallback: {key!r}: got an empty batch")
-        if not x.is_floating_point():
-            raise ValueError(f"InversionCallback: {key!r}: expected a float tensor, got {x.dtype}")
-        if x.dtype not in (torch.float32, torch.float64):
-            x = x.float()
-        return x.to(self._device)
+    def _call_generate(self, pl_module: pl.LightningModule, batch: Any) -> Any:
+        """``generate`` under no-grad, in eval mode (the module's mode is restored)."""
+        assert self.generate is not None
+        training = pl_module.training
+        pl_module.eval()
+        try:
+            with torch.no_grad():
+                return self.generate(pl_module, batch)
+        finally:
+            pl_module.train(training)
+
+    def _score(self, items: ValidationItems) -> tuple[Tensor | None, Tensor | None]:
+        """Invert and score ``items``; returns their inverted prediction and reference (or None
+        where some items were non-finite and skipped)."""
+        ok = self._finite_items(items.mel, "predicted mel")
+        if items.target is not None:
+            ok = ok & torch.isfinite(items.target).flatten(1).all(1)
+        every = bool(ok.all())
+        if not every:
+            if not bool(ok.any()):
+                return None, None
+            items = items.select(ok)
+        pred_wave = self._invert(items.mel)
+        self.scores.update(pred_wave, items)
+        ref_wave = None
+        if self._reference_pending:
+            ref_wave = self._invert(self._reference_mel(items.target, items.target_mel))
+            self.scores.update_reference(ref_wave, items)
+        return (pred_wave, ref_wave) if every else (None, None)
+
+    def _reference_mel(self, target: Tensor | None, target_mel: Tensor | None) -> Tensor:
+        if target_mel is not None:
+            return self._sanitise(target_mel)
+        assert target is not None
+        with torch.no_grad():
+            return self.mel_transform(torch.nan_to_num(target))
+
+    def _invert(self, mel: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.inverter(mel)
 
     def _finite_items(self, x: Tensor, what: str) -> Tensor:
         ok = torch.isfinite(x).flatten(1).all(1)
@@ -413,35 +446,10 @@ class InversionCallback(Callback):
         mel = torch.where(torch.isfinite(mel), mel, silence)
         return mel.clamp(min=0.0) if self.config.compression == "none" else mel
 
-    @override
-    def on_validation_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if dataloader_idx != 0 or not self._active(trainer):
-            return
-        need_capture = len(self._samples) < self.num_samples
-        if not (need_capture or self.score_all_batches):
-            return
-        mel, target, target_mel, lengths = self._prepare(self._fetch(outputs, batch))
-        if not self._convention_checked:
-            self._convention_checked = True
-            self._check_convention(mel, target, target_mel, lengths)
-        if need_capture:
-            self._capture(mel, target, target_mel, lengths)
-        if self.score_all_batches:
-            self._score(mel, target, lengths)
-
-    def _check_convention(
-        self, mel: Tensor, target: Tensor | None, target_mel: Tensor | None, lengths: Tensor
-    ) -> None:
+    def _check_convention(self, items: ValidationItems) -> None:
         """Warn once if the predicted (or target) mel is not what the config computes from the
         target audio (a normalised mel, another preset); never stops training."""
+        mel, target, target_mel = items.mel, items.target, items.target_mel
         if target is None or target.shape[-1] < self.config.min_samples:
             return
         ok = torch.isfinite(mel).flatten(1).all(1) & torch.isfinite(target).flatten(1).all(1)
@@ -449,7 +457,7 @@ class InversionCallback(Callback):
             return
         with torch.no_grad():
             computed = self.mel_transform(target[ok].to(mel.dtype))
-        frames = self._frames(lengths[ok], computed.shape[-1])
+        frames = self.config.valid_frames(items.lengths[ok]).clamp(max=computed.shape[-1])
         mask = frame_mask(frames, (int(ok.sum()),), computed.shape[-1], computed.device)
         checks = [(mel, prediction_mismatch)]
         if target_mel is not None:
@@ -459,233 +467,159 @@ class InversionCallback(Callback):
             if message is not None:
                 rank_zero_warn(f"InversionCallback: {message}")
 
-    def _capture(
-        self, mel: Tensor, target: Tensor | None, target_mel: Tensor | None, lengths: Tensor
-    ) -> None:
-        take = min(self.num_samples - len(self._samples), mel.shape[0])
-        frames = self._frames(lengths, mel.shape[-1]).tolist()
-        for i in range(take):
-            n, f = int(lengths[i]), int(frames[i])
-            self._samples.append(
-                _Sample(
-                    mel=mel[i, :, :f].clone(),
-                    length=n,
-                    target=None if target is None else target[i, :n].clone(),
-                    target_mel=None if target_mel is None else target_mel[i, :, :f].clone(),
-                )
-            )
-
-    def _frames(self, lengths: Tensor, max_frames: int) -> Tensor:
-        """Mel frames holding ``lengths`` samples, at most ``max_frames``."""
-        return self.config.valid_frames(lengths).clamp(max=max_frames)
-
-    def _score(self, mel: Tensor, target: Tensor | None, lengths: Tensor) -> None:
-        ok = self._finite_items(mel, "predicted mel")
-        if target is not None:
-            ok = ok & torch.isfinite(target).flatten(1).all(1)
-        if not bool(ok.all()):
-            if not bool(ok.any()):
-                return
-            mel, lengths = mel[ok], lengths[ok]
-            target = None if target is None else target[ok]
-        wave = self._invert(mel)
-        frames = self._frames(lengths, mel.shape[-1])
-        self._score_waves(wave, mel, target, frames)
-
-    def _score_waves(
-        self, wave: Tensor, mel: Tensor, target: Tensor | None, frames: Tensor
-    ) -> None:
-        """Update the metrics with inverted audio ``wave`` of the predicted ``mel``."""
-        self.mel_consistency.update(wave, mel, lengths=frames)
-        if target is None:
-            return
-        window = self.inverter.window.to(wave.dtype)
-        n = min(wave.shape[-1], target.shape[-1])
-        pred_mag = spectrogram_magnitude(stft(wave[..., :n], self.config, window=window))
-        tgt_mag = spectrogram_magnitude(
-            stft(target[..., :n].to(wave.dtype), self.config, window=window)
-        )
-        valid = frames.clamp(max=pred_mag.shape[-1])
-        self.spectral_convergence.update(pred_mag, tgt_mag, lengths=valid)
-        self.log_spectral_distance.update(pred_mag, tgt_mag, lengths=valid)
-
     # ------------------------------------------------------------------ epoch end
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._active(trainer):
-            self._samples = []
+            self._buffer.clear()
             return
         sanity = trainer.sanity_checking
-        log_media = self.num_samples > 0 and (
-            sanity or self.validation_runs % self.every_n_epochs == 0
-        )
         if not sanity:
             self.validation_runs += 1
-        captured = self._captured_batch() if self._samples else None
-        pred_wave = None
-        if not self.score_all_batches and captured is not None:
-            # every rank scores its own captured samples (no extra collective: metrics sync below)
-            pred_wave = self._invert(captured["mel"])
-            self._score_waves(
-                pred_wave,
-                captured["mel"],
-                captured["target"],
-                self._frames(captured["lengths"], captured["mel"].shape[-1]),
-            )
         self._log_scores(pl_module)  # metric sync: runs on every rank
-        if log_media and trainer.is_global_zero and captured is not None:
-            if pred_wave is None:
-                pred_wave = self._invert(captured["mel"])
-            self._log_media(trainer, captured, pred_wave, sanity)
-        self._samples = []
-
-    def _captured_batch(self) -> dict[str, Any]:
-        """Captured samples padded into one batch (mel padded with silence, NaN/Inf sanitised)."""
-        frames = max(s.mel.shape[-1] for s in self._samples)
-        silence = self._silence.to(device=self._device, dtype=self._samples[0].mel.dtype)
-        mel = silence.expand(len(self._samples), -1, frames).clone()
-        for i, s in enumerate(self._samples):
-            mel[i, :, : s.mel.shape[-1]] = s.mel
-        lengths = torch.tensor([s.length for s in self._samples], device=self._device)
-        target = None
-        if all(s.target is not None for s in self._samples):
-            n = max(int(s.target.shape[-1]) for s in self._samples)  # type: ignore[union-attr]
-            target = torch.zeros(len(self._samples), n, dtype=mel.dtype, device=self._device)
-            for i, s in enumerate(self._samples):
-                target[i, : s.target.shape[-1]] = torch.nan_to_num(s.target.to(mel.dtype))  # type: ignore[union-attr]
-        target_mel = None
-        if all(s.target_mel is not None for s in self._samples):
-            target_mel = silence.expand_as(mel).clone()
-            for i, s in enumerate(self._samples):
-                target_mel[i, :, : s.target_mel.shape[-1]] = s.target_mel  # type: ignore[union-attr]
-            target_mel = self._sanitise(target_mel)
-        self._finite_items(mel, "captured predicted mel")
-        return {
-            "mel": self._sanitise(mel),
-            "lengths": lengths,
-            "target": target,
-            "target_mel": target_mel,
-        }
-
-    def _invert(self, mel: Tensor) -> Tensor:
-        with torch.no_grad():
-            return self.inverter(mel)
+        if self._logging and len(self._buffer):
+            self._log_media(trainer, sanity)
+        self._buffer.clear()
 
     def _log_scores(self, pl_module: pl.LightningModule) -> None:
-        metrics: list[tuple[str, Any]] = [("mel_consistency_db", self.mel_consistency)]
-        if self.target_key is not None:
-            metrics += [
-                ("spectral_convergence", self.spectral_convergence),
-                ("log_spectral_distance", self.log_spectral_distance),
-            ]
-        for name, metric in metrics:
-            value = metric.compute()  # syncs the states across ranks: every rank must call it
-            metric.reset()
-            if bool(torch.isfinite(value)):  # same verdict on every rank (synced value)
-                # identical on all ranks already; sync_dist=True only averages equal numbers
-                pl_module.log(
-                    f"{self.prefix}{name}", value, on_step=False, on_epoch=True, sync_dist=True
-                )
+        values = self.scores.compute()  # syncs the states across ranks: every rank calls it
+        if self._reference_pending:
+            self.reference_score = self.scores.compute_reference()
+        if self.reference_score is not None:
+            values[self.scores.reference_key] = torch.tensor(self.reference_score)
+        for key, value in values.items():
+            # identical on all ranks already; sync_dist=True only averages equal numbers
+            pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=True)
 
     # ------------------------------------------------------------------ media (global rank zero)
-    def _log_media(
-        self, trainer: pl.Trainer, captured: dict[str, Any], pred_wave: Tensor, sanity: bool
-    ) -> None:
+    def _log_media(self, trainer: pl.Trainer, sanity: bool) -> None:
         epoch, step = trainer.current_epoch, trainer.global_step
+        folder = self._folder(epoch, step, sanity)
+        captured = self._buffer.padded(self._silence)
+        self._finite_items(captured.mel, "captured predicted mel")
+        captured.mel = self._sanitise(captured.mel)
+        sr, lengths = self.config.sample_rate, captured.lengths.tolist()
+
+        def clips(kind: str, waves: list[Tensor], caption: str) -> list[AudioClip]:
+            return [
+                AudioClip(kind, k, clip_audio(w, n, self.normalize), sr, caption.format(k=k))
+                for k, (w, n) in enumerate(zip(waves, lengths, strict=True))
+            ]
+
+        groups = [clips("pred", self._pred_waves(captured), f"predicted mel {{k}}, epoch {epoch}")]
+        if not self.references_logged:
+            if self.log_targets and captured.target is not None:
+                groups.append(clips("target", list(captured.target), "target {k}"))
+            if self.log_reference and (
+                captured.target is not None or captured.target_mel is not None
+            ):
+                waves = self._reference_waves(captured)
+                groups.append(
+                    clips("ref", waves, "target mel {k} inverted (Griffin-Lim reference)")
+                )
+        sinks, problems = media_sinks(
+            trainer.loggers, trainer.default_root_dir, self.save_dir, self.sinks
+        )
+        for problem in problems:
+            rank_zero_warn(f"InversionCallback: {problem}")
+        image = None
+        if self.log_mel_images and any(s.wants_images for s in sinks):
+            image = self._figure(captured, epoch)
+        key_prefix = f"{self.prefix}audio/" + ("" if self.name is None else f"{self.name}/")
+        delivered = publish(
+            sinks, groups, image, key_prefix, f"{self.prefix}mel", step, folder, _warn
+        )
+        if delivered & {"target", "ref"}:
+            self.references_logged = True
+        if not sanity:
+            self.logged_epochs.append(epoch)
+
+    def _folder(self, epoch: int, step: int, sanity: bool) -> str:
         if sanity:
             folder = "sanity_check"
         elif epoch in self.logged_epochs:  # several validation runs in one epoch
             folder = f"epoch={epoch}-step={step}"
         else:
             folder = f"epoch={epoch}"
-        if self.name is not None:  # two instances never overwrite each other's media
-            folder = f"{self.name}/{folder}"
-        sinks, problems = media_sinks(trainer.loggers, trainer.default_root_dir, self.save_dir)
-        for problem in problems:
-            rank_zero_warn(f"InversionCallback: {problem}")
-        sr = self.config.sample_rate
-        lengths = captured["lengths"].tolist()
-        preds = [
-            AudioClip(
-                "pred",
-                k,
-                self._to_numpy(pred_wave[k], n),
-                sr,
-                f"predicted mel {k}, epoch {epoch}, step {step}",
-            )
-            for k, n in enumerate(lengths)
-        ]
-        targets: list[AudioClip] = []
-        if self.log_targets and not self.references_logged:
-            ref = captured["target"]
-            if ref is None and captured["target_mel"] is not None:
-                ref = self._invert(captured["target_mel"])
-            if ref is not None:
-                targets = [
-                    AudioClip("target", k, self._to_numpy(ref[k], n), sr, f"target {k} (reference)")
-                    for k, n in enumerate(lengths)
-                ]
-        image = None
-        if self.log_mel_images and any(s.wants_images for s in sinks):
-            image = self._safe_call(
-                "matplotlib", "the mel figure", lambda: self._figure(captured, epoch)
-            )
-        key_prefix = f"{self.prefix}audio/" + ("" if self.name is None else f"{self.name}/")
-        any_target_ok = False
-        for sink in sinks:
-            self._safe_call(
-                sink.name,
-                "predicted audio",
-                lambda s=sink: s.log_audio(preds, key_prefix, step, folder),
-            )
-            if targets and self._safe_call(
-                sink.name,
-                "target audio",
-                lambda s=sink: (s.log_audio(targets, key_prefix, step, folder), True)[1],
-            ):
-                any_target_ok = True
-            if image is not None and sink.wants_images:
-                self._safe_call(
-                    sink.name,
-                    "the mel figure",
-                    lambda s=sink: s.log_image(image, f"{self.prefix}mel", step, folder),
-                )
-        if any_target_ok:
-            self.references_logged = True
-        if not sanity:
-            self.logged_epochs.append(epoch)
+        # two instances never overwrite each other's media
+        return folder if self.name is None else f"{self.name}/{folder}"
 
-    @staticmethod
-    def _safe_call(who: str, what: str, fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except Exception as err:  # never kill training because logging failed
-            rank_zero_warn(
-                f"InversionCallback: {who} failed to log {what} ({type(err).__name__}: {err});"
-                " skipped, training goes on."
+    def _pred_waves(self, captured: CapturedBatch) -> list[Tensor]:
+        """The captured items' inverted predictions: from the scoring where it ran, else now."""
+        known = [s.pred_wave for s in self._buffer.items]
+        return _fill(known, lambda idx: self._invert(captured.mel[idx]))
+
+    def _reference_waves(self, captured: CapturedBatch) -> list[Tensor]:
+        known = [s.ref_wave for s in self._buffer.items]
+
+        def invert(idx: list[int]) -> Tensor:
+            target = None if captured.target is None else captured.target[idx]
+            target_mel = None if captured.target_mel is None else captured.target_mel[idx]
+            return self._invert(self._reference_mel(target, target_mel))
+
+        return _fill(known, invert)
+
+    def _figure(self, captured: CapturedBatch, epoch: int) -> Any:
+        def render() -> Any:
+            preds = [m.cpu().float().numpy() for m in captured.mel]
+            target_mel = captured.target_mel
+            if target_mel is None and captured.target is not None:
+                with torch.no_grad():
+                    target_mel = self.mel_transform(captured.target)
+            targets = (
+                [None] * len(preds)
+                if target_mel is None
+                else [self._sanitise(m).cpu().float().numpy() for m in target_mel]
             )
+            frames = self.config.valid_frames(captured.lengths).tolist()
+            preds = [p[:, :f] for p, f in zip(preds, frames, strict=True)]
+            targets = [
+                None if t is None else t[:, :f] for t, f in zip(targets, frames, strict=True)
+            ]
+            figure = mel_figure(preds, targets, f"mels, epoch {epoch}", self.config)
+            return None if figure is None else figure_to_array(figure)
+
+        try:
+            return render()
+        except Exception as err:  # never kill training because a figure failed
+            _warn(f"matplotlib failed to render the mel figure ({type(err).__name__}: {err})")
             return None
 
-    def _to_numpy(self, wave: Tensor, length: int) -> np.ndarray:
-        x = torch.nan_to_num(wave[:length].detach().double(), nan=0.0, posinf=0.0, neginf=0.0)
-        if x.shape[-1] < length:
-            x = torch.nn.functional.pad(x, (0, length - x.shape[-1]))
-        if self.normalize == "peak":
-            peak = float(x.abs().max()) if x.numel() else 0.0
-            if peak > 0 and math.isfinite(peak):
-                x = x * (_PEAK / peak)
-        return x.clamp(-1.0, 1.0).float().cpu().numpy()
 
-    def _figure(self, captured: dict[str, Any], epoch: int) -> Any:
-        preds = [m.cpu().float().numpy() for m in captured["mel"]]
-        target_mel = captured["target_mel"]
-        if target_mel is None and captured["target"] is not None:
-            with torch.no_grad():
-                target_mel = self.mel_transform(captured["target"])
-        targets: list[np.ndarray | None] = (
-            [None] * len(preds)
-            if target_mel is None
-            else [m.cpu().float().numpy() for m in target_mel]
-        )
-        figure = mel_figure(preds, targets, f"mels, epoch {epoch}")
-        return None if figure is None else figure_to_array(figure)
+def _warn(message: str) -> None:
+    rank_zero_warn(f"InversionCallback: {message}")
+
+
+def _fill(known: list[Tensor | None], compute: Callable[[list[int]], Tensor]) -> list[Tensor]:
+    """``known`` with its ``None`` entries computed in one batch by ``compute(indices)``."""
+    missing = [i for i, w in enumerate(known) if w is None]
+    out = list(known)
+    if missing:
+        for i, wave in zip(missing, compute(missing), strict=True):
+            out[i] = wave
+    return out  # type: ignore[return-value]
+
+
+def _check_counts(**values: int | None) -> None:
+    lows = {"num_samples": 0, "every_n_epochs": 1, "score_items": 0}
+    for arg, value in values.items():
+        if arg == "score_items" and value is None:
+            continue
+        low = lows[arg]
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            none = " or None" if arg == "score_items" else ""
+            raise ValueError(f"{arg}: expected an integer >= {low}{none}, got {value!r}")
+
+
+def _check_keys(
+    mel_key: str, target_key: str | None, target_mel_key: str | None, lengths_key: str | None
+) -> None:
+    if not isinstance(mel_key, str) or not mel_key:
+        raise ValueError(f"mel_key: expected a non-empty string, got {mel_key!r}")
+    for arg, value in (
+        ("target_key", target_key),
+        ("target_mel_key", target_mel_key),
+        ("lengths_key", lengths_key),
+    ):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ValueError(f"{arg}: expected a non-empty string or None, got {value!r}")

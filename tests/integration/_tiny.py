@@ -17,8 +17,9 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
+from torchmetrics import Metric
 
-from specinv_lightning import MelConfig, MelSpectrogram
+from specinv_lightning import MelConfig, MelInverter, MelSpectrogram
 
 SPEECH = Path(__file__).resolve().parents[1] / "assets" / "arctic_a0007.wav"
 SR = 16000
@@ -192,3 +193,67 @@ class RankDirLogger(Logger):
     @rank_zero_only
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
         pass
+
+
+class LossOnlyModel(TinyMelModel):
+    """Like a Matcha-TTS-style model: ``validation_step`` returns only its loss; the mels come
+    from a separate sampler (``sample``), which the callback calls through ``generate``."""
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        pred, target = self(batch["audio"])
+        loss = (pred - target).square().mean()
+        self.log("val/loss", loss, batch_size=pred.shape[0])
+        return loss
+
+    def sample(self, audio: Tensor) -> Tensor:
+        """Stand-in for an ODE/diffusion sampler: the predicted mel."""
+        return self(audio)[0]
+
+
+class CountingGenerate:
+    """``generate(pl_module, batch)`` that records the dataset indices of every batch it gets and
+    checks it runs in eval mode without autograd."""
+
+    def __init__(self) -> None:
+        self.indices: list[list[int]] = []
+
+    def __call__(self, pl_module: pl.LightningModule, batch: dict[str, Tensor]) -> Tensor:
+        assert not pl_module.training and not torch.is_grad_enabled()
+        self.indices.append([int(i) for i in batch["index"]])
+        return pl_module.sample(batch["audio"])  # type: ignore[operator]
+
+
+class CountingInverter(MelInverter):
+    """A ``MelInverter`` that counts the items it inverts; with ``record_dir`` each rank also
+    writes its count to ``<record_dir>/rank<r>.txt`` (readable after a spawned DDP run)."""
+
+    def __init__(self, *args: Any, record_dir: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.items = 0
+        self.record_dir = record_dir
+
+    def forward(self, mel: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        self.items += int(mel.shape[0])
+        if self.record_dir is not None:
+            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+            Path(self.record_dir).mkdir(parents=True, exist_ok=True)
+            (Path(self.record_dir) / f"rank{rank}.txt").write_text(str(self.items))
+        return super().forward(mel, *args, **kwargs)
+
+
+class CountItems(Metric):
+    """A custom torchmetrics metric: the number of (inverted, target) items it was updated with."""
+
+    full_state_update = False
+    n: Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("n", default=torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        assert preds.shape == target.shape and preds.dim() == 2
+        self.n = self.n + preds.shape[0]
+
+    def compute(self) -> Tensor:
+        return self.n

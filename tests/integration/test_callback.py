@@ -1,7 +1,7 @@
 """InversionCallback with a real Trainer and a tiny mel predictor on real speech.
 
 CSVLogger / no logger / save_dir wav files, scores checked against the functional API, resume from
-a checkpoint, every_n_epochs, extract=, non-finite predictions, failing loggers, configuration
+a checkpoint, every_n_epochs, generate=, non-finite predictions, failing loggers, configuration
 errors.
 """
 
@@ -30,9 +30,27 @@ from specinv_lightning.functional.metrics import (
 )
 
 try:  # tests/integration may or may not be a package
-    from ._tiny import CLIP, CONFIG, SR, SpeechClips, TinyData, TinyMelModel, trainer_kwargs
+    from ._tiny import (
+        CLIP,
+        CONFIG,
+        SR,
+        LossOnlyModel,
+        SpeechClips,
+        TinyData,
+        TinyMelModel,
+        trainer_kwargs,
+    )
 except ImportError:
-    from _tiny import CLIP, CONFIG, SR, SpeechClips, TinyData, TinyMelModel, trainer_kwargs
+    from _tiny import (
+        CLIP,
+        CONFIG,
+        SR,
+        LossOnlyModel,
+        SpeechClips,
+        TinyData,
+        TinyMelModel,
+        trainer_kwargs,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +85,8 @@ def test_csv_logger_wav_files_and_scores(tmp_path: Path) -> None:
     assert sorted(p.name for p in audio.iterdir()) == ["epoch=0", "epoch=1"]
     first, second = _wavs(audio / "epoch=0"), _wavs(audio / "epoch=1")
     # predictions every time, targets once (references)
-    assert sorted(first) == [f"{n}_{k}.wav" for n in ("pred", "target") for k in range(3)]
+    # and the Griffin-Lim reference (the target's mel inverted) once, next to the target
+    assert sorted(first) == [f"{n}_{k}.wav" for n in ("pred", "ref", "target") for k in range(3)]
     assert sorted(second) == [f"pred_{k}.wav" for k in range(3)]
     for name, (data, sr) in {**first, **second}.items():
         k = int(name[-5])
@@ -86,14 +105,23 @@ def test_csv_logger_wav_files_and_scores(tmp_path: Path) -> None:
     assert (audio / "epoch=0" / "mel.png").is_file()
 
     rows = _csv_metrics(logger)
-    for key in ("val/spectral_convergence", "val/mel_consistency_db", "val/log_spectral_distance"):
+    for key in (
+        "val/spectral_convergence_db",
+        "val/mel_consistency_db",
+        "val/log_spectral_distance_db",
+        "val/ref_spectral_convergence_db",
+    ):
         values = _column(rows, key)
         assert len(values) == 2, key  # one value per validation epoch
         assert all(math.isfinite(v) for v in values)
-    sc = _column(rows, "val/spectral_convergence")
-    assert all(0.0 < v < 1.0 for v in sc)
+    sc = _column(rows, "val/spectral_convergence_db")
+    assert all(-30.0 < v < 0.0 for v in sc)  # in dB: a ratio below 1
     assert all(v < -10.0 for v in _column(rows, "val/mel_consistency_db"))
-    assert cb.state_dict() == {
+    state = cb.state_dict()
+    assert state.pop("reference_score") == pytest.approx(
+        _column(rows, "val/ref_spectral_convergence_db")[0], abs=1e-4
+    )
+    assert state == {
         "references_logged": True,
         "validation_runs": 2,
         "logged_epochs": [0, 1],
@@ -107,16 +135,21 @@ def _expected_scores(model: TinyMelModel, n_iter: int, init: str = "zeros") -> d
     audio = torch.stack([data[i]["audio"] for i in range(8)])
     lengths = torch.tensor(LENGTHS)
     with torch.no_grad():
-        mel, _ = model(audio)
-        wave = MelInverter(CONFIG, n_iter=n_iter, init=init)(mel)
+        mel, target_mel = model(audio)
+        inverter = MelInverter(CONFIG, n_iter=n_iter, init=init)
+        wave, ref = inverter(mel), inverter(target_mel)
     frames = torch.tensor([CONFIG.num_frames(int(n)) for n in lengths])
     n = wave.shape[-1]
     pm = spectrogram_magnitude(stft(wave, CONFIG))
     tm = spectrogram_magnitude(stft(audio[:, :n], CONFIG))
+    rm = spectrogram_magnitude(stft(ref, CONFIG))  # the Griffin-Lim reference
     return {
+        "val/ref_spectral_convergence_db": float(
+            spectral_convergence(rm, tm, lengths=frames, db=True)
+        ),
         "val/mel_consistency_db": float(mel_consistency(wave, mel, CONFIG, lengths=frames)),
-        "val/spectral_convergence": float(spectral_convergence(pm, tm, lengths=frames)),
-        "val/log_spectral_distance": float(log_spectral_distance(pm, tm, lengths=frames)),
+        "val/spectral_convergence_db": float(spectral_convergence(pm, tm, lengths=frames, db=True)),
+        "val/log_spectral_distance_db": float(log_spectral_distance(pm, tm, lengths=frames)),
     }
 
 
@@ -160,7 +193,7 @@ def test_no_logger_and_save_dir(tmp_path: Path) -> None:
     )
     trainer.fit(TinyMelModel(), TinyData())
     files = _wavs(save / "audio" / "epoch=0")
-    assert sorted(files) == ["pred_0.wav", "pred_1.wav", "target_0.wav", "target_1.wav"]
+    assert sorted(files) == [f"{n}_{k}.wav" for n in ("pred", "ref", "target") for k in range(2)]
     for data, sr in files.values():
         assert sr == SR and data.shape == (CLIP,) and np.abs(data).max() <= 1.0
     # normalize=None: the reference is the target itself, not rescaled
@@ -176,12 +209,13 @@ def test_no_logger_and_save_dir(tmp_path: Path) -> None:
     assert sorted(_wavs(root / "audio" / "epoch=0")) == ["pred_0.wav"]
     # without a target waveform only mel consistency is scored
     assert "val/mel_consistency_db" in trainer.callback_metrics
-    assert "val/spectral_convergence" not in trainer.callback_metrics
+    assert "val/spectral_convergence_db" not in trainer.callback_metrics
+    assert "val/ref_spectral_convergence_db" not in trainer.callback_metrics
 
 
-def test_every_n_epochs_extract_and_captured_scoring(tmp_path: Path) -> None:
-    def extract(outputs: dict, batch: dict) -> dict:
-        return {"prediction": outputs["pred"], "wave": batch["audio"]}
+def test_every_n_epochs_generate_and_bounded_scoring(tmp_path: Path) -> None:
+    def generate(pl_module: TinyMelModel, batch: dict) -> dict:
+        return {"prediction": pl_module(batch["audio"])[0], "wave": batch["audio"]}
 
     cb = InversionCallback(
         CONFIG,
@@ -190,8 +224,8 @@ def test_every_n_epochs_extract_and_captured_scoring(tmp_path: Path) -> None:
         n_iter=4,
         mel_key="prediction",
         target_key="wave",
-        extract=extract,
-        score_all_batches=False,
+        generate=generate,
+        score_items=2,  # the captured samples only
         log_on_sanity_check=True,
     )
     logger = CSVLogger(tmp_path)
@@ -204,15 +238,12 @@ def test_every_n_epochs_extract_and_captured_scoring(tmp_path: Path) -> None:
     assert sorted(p.name for p in audio.iterdir()) == ["epoch=0", "epoch=2", "sanity_check"]
     # references were logged at the sanity check, not again
     assert sorted(p.name for p in (audio / "sanity_check").glob("*.wav")) == [
-        "pred_0.wav",
-        "pred_1.wav",
-        "target_0.wav",
-        "target_1.wav",
+        f"{n}_{k}.wav" for n in ("pred", "ref", "target") for k in range(2)
     ]
     assert sorted(p.name for p in (audio / "epoch=0").glob("*.wav")) == ["pred_0.wav", "pred_1.wav"]
     assert cb.validation_runs == 3 and cb.logged_epochs == [0, 2]
     # scores every validation epoch, even without media
-    assert len(_column(_csv_metrics(logger), "val/spectral_convergence")) == 3
+    assert len(_column(_csv_metrics(logger), "val/spectral_convergence_db")) == 3
 
 
 def test_resume_from_checkpoint_keeps_state(tmp_path: Path) -> None:
@@ -222,7 +253,13 @@ def test_resume_from_checkpoint_keeps_state(tmp_path: Path) -> None:
         return [
             InversionCallback(CONFIG, num_samples=2, n_iter=4),
             InversionCallback(
-                CONFIG, num_samples=1, n_iter=4, name="second", prefix="val2/", log_targets=False
+                CONFIG,
+                num_samples=1,
+                n_iter=4,
+                name="second",
+                prefix="val2/",
+                log_targets=False,
+                log_reference=False,
             ),
             ModelCheckpoint(dirpath=ckpt_dir, save_last=True),
         ]
@@ -248,8 +285,11 @@ def test_resume_from_checkpoint_keeps_state(tmp_path: Path) -> None:
         callbacks=second,
     )
     trainer.fit(TinyMelModel(), TinyData(), ckpt_path=ckpt_dir / "last.ckpt")
+    # the reference score was computed once, in the first run, and restored
+    assert first[0].reference_score is not None and second[1].reference_score is None
     assert second[0].state_dict() == {
         "references_logged": True,
+        "reference_score": first[0].reference_score,
         "validation_runs": 2,
         "logged_epochs": [0, 1],
     }
@@ -257,7 +297,7 @@ def test_resume_from_checkpoint_keeps_state(tmp_path: Path) -> None:
     audio = Path(logger.log_dir) / "audio"
     files = sorted(str(p.relative_to(audio)) for p in audio.rglob("*.wav"))
     assert files == ["epoch=1/pred_0.wav", "epoch=1/pred_1.wav", "second/epoch=1/pred_0.wav"]
-    assert "val2/spectral_convergence" in trainer.callback_metrics
+    assert "val2/spectral_convergence_db" in trainer.callback_metrics
 
 
 class _BrokenWriter:
@@ -296,10 +336,10 @@ def test_failing_logger_does_not_stop_training(tmp_path: Path) -> None:
     assert trainer.state.finished and trainer.current_epoch == 2
     # the other logger still got everything
     audio = Path(csv_logger.log_dir) / "audio"
-    assert len(list((audio / "epoch=0").glob("*.wav"))) == 4
+    assert len(list((audio / "epoch=0").glob("*.wav"))) == 6  # pred, target, ref x 2
     assert len(list((audio / "epoch=1").glob("*.wav"))) == 2
     # scalars still reached the broken logger's scalar API
-    assert "val/spectral_convergence" in trainer.callback_metrics
+    assert "val/spectral_convergence_db" in trainer.callback_metrics
 
 
 def test_non_finite_prediction_warns_and_goes_on(tmp_path: Path) -> None:
@@ -313,9 +353,9 @@ def test_non_finite_prediction_warns_and_goes_on(tmp_path: Path) -> None:
     assert data.shape == (LENGTHS[1],) and np.isfinite(data).all()
     assert np.isfinite(files["pred_0.wav"][0]).all() and np.abs(files["pred_0.wav"][0]).max() > 0.5
     # scores skip the non-finite items (6 of 8 items scored) and stay finite
-    for key in ("val/spectral_convergence", "val/mel_consistency_db"):
+    for key in ("val/spectral_convergence_db", "val/mel_consistency_db"):
         assert math.isfinite(float(trainer.callback_metrics[key]))
-    assert int(cb.spectral_convergence.count) == 0  # reset after logging
+    assert int(cb.scores.metrics["spectral_convergence_db"].count) == 0  # reset after logging
 
 
 def test_missing_key_error_names_present_keys(tmp_path: Path) -> None:
@@ -326,10 +366,17 @@ def test_missing_key_error_names_present_keys(tmp_path: Path) -> None:
     ):
         trainer.validate(TinyMelModel(keys={"mel": "pred"}), TinyData())
 
+    # the target is looked up in the outputs, then in the batch: "wave" is in neither
+    cb = InversionCallback(CONFIG, num_samples=1, n_iter=2, target_key="wave")
+    trainer = pl.Trainer(**trainer_kwargs(tmp_path, logger=False), callbacks=[cb])
+    with pytest.raises(ValueError, match=r"target_key='wave'.*target_key=None.*batch keys"):
+        trainer.validate(TinyMelModel(keys={"audio": None}), TinyData())
+
+    # a validation_step that returns only its loss, without generate=: a clear error
     cb = InversionCallback(CONFIG, num_samples=1, n_iter=2)
     trainer = pl.Trainer(**trainer_kwargs(tmp_path, logger=False), callbacks=[cb])
-    with pytest.raises(ValueError, match="target_key='audio'.*target_key=None"):
-        trainer.validate(TinyMelModel(keys={"audio": None}), TinyData())
+    with pytest.raises(ValueError, match=r"returned a 0-d Tensor \(a loss\?\).*generate="):
+        trainer.validate(LossOnlyModel(), TinyData())
 
     cb = InversionCallback("hifigan", num_samples=1, n_iter=2)  # 80 bands, the model has 32
     trainer = pl.Trainer(**trainer_kwargs(tmp_path, logger=False), callbacks=[cb])
@@ -348,7 +395,11 @@ def test_missing_key_error_names_present_keys(tmp_path: Path) -> None:
         ({"normalize": "rms"}, "normalize"),
         ({"mel_key": ""}, "mel_key"),
         ({"lengths_unit": "ms"}, "lengths_unit"),
-        ({"extract": "not callable"}, "extract"),
+        ({"generate": "not callable"}, "generate"),
+        ({"score_items": -1}, "score_items"),
+        ({"score_items": 1.5}, "score_items"),
+        ({"metrics": {"stoi": "not a metric"}}, "metrics"),
+        ({"sinks": ["not a sink"]}, "sinks"),
         ({"inverter_kwargs": {"algorithm": "nope"}}, "algorithm"),
         ({"inverter_kwargs": {"bogus": 1}}, "inverter_kwargs"),
     ],
@@ -371,7 +422,7 @@ def test_several_validations_per_epoch_keep_every_file(tmp_path: Path) -> None:
     folders = sorted(p.name for p in (tmp_path / "audio").iterdir())
     assert folders == ["epoch=0", "epoch=0-step=4"]  # the second run does not overwrite the first
     assert cb.validation_runs == 2
-    assert cb._samples == []  # nothing held between validation runs
+    assert len(cb._buffer) == 0  # nothing held between validation runs
 
 
 class NormalisedTinyModel(TinyMelModel):

@@ -53,6 +53,8 @@ def test_tensorboard_audio_images_and_scalars(tmp_path: Path) -> None:
     assert sorted(t for t in tags["audio"] if t.startswith("val/audio/")) == [
         "val/audio/pred_0",
         "val/audio/pred_1",
+        "val/audio/ref_0",
+        "val/audio/ref_1",
         "val/audio/target_0",
         "val/audio/target_1",
     ]
@@ -61,17 +63,23 @@ def test_tensorboard_audio_images_and_scalars(tmp_path: Path) -> None:
         preds = ea.Audio(f"val/audio/pred_{k}")
         assert [e.step for e in preds] == steps  # every epoch
         assert len(ea.Audio(f"val/audio/target_{k}")) == 1  # references once
-        for event in [*preds, *ea.Audio(f"val/audio/target_{k}")]:
+        assert len(ea.Audio(f"val/audio/ref_{k}")) == 1
+        for event in [*preds, *ea.Audio(f"val/audio/target_{k}"), *ea.Audio(f"val/audio/ref_{k}")]:
             assert event.sample_rate == SR
             assert event.length_frames == LENGTHS[k]
             data, sr = sf.read(io.BytesIO(event.encoded_audio_string), dtype="float32")
             _check_wav(data, sr, k)
     images = ea.Images("val/mel")
     assert len(images) == 2 and images[0].width > 100 and images[0].height > 50
-    for key in ("val/spectral_convergence", "val/mel_consistency_db", "val/log_spectral_distance"):
+    for key in (
+        "val/spectral_convergence_db",
+        "val/mel_consistency_db",
+        "val/log_spectral_distance_db",
+        "val/ref_spectral_convergence_db",
+    ):
         values = [e.value for e in ea.Scalars(key)]
         assert len(values) == 2 and all(math.isfinite(v) for v in values), key
-    assert all(0 < e.value < 1 for e in ea.Scalars("val/spectral_convergence"))
+    assert all(-30 < e.value < 0 for e in ea.Scalars("val/spectral_convergence_db"))
 
 
 def test_wandb_offline_run_has_wav_media(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -92,8 +100,8 @@ def test_wandb_offline_run_has_wav_media(tmp_path: Path, monkeypatch: pytest.Mon
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     media = sorted((runs[0] / "files" / "media" / "audio").rglob("*.wav"))
-    # 2 predictions x 2 epochs + 2 references
-    assert len(media) == 6, media
+    # 2 predictions x 2 epochs + 2 targets + 2 Griffin-Lim references
+    assert len(media) == 8, media
     for path in media:
         data, sr = sf.read(path, dtype="float32")
         assert sr == SR and data.shape[0] in LENGTHS[:2] and np.abs(data).max() <= 1.0
@@ -114,7 +122,7 @@ def test_mlflow_file_store_has_wav_artifacts(
 
     client = logger.experiment
     for epoch, names in (
-        (0, ["pred_0", "pred_1", "target_0", "target_1"]),
+        (0, ["pred_0", "pred_1", "ref_0", "ref_1", "target_0", "target_1"]),
         (1, ["pred_0", "pred_1"]),
     ):
         listed = client.list_artifacts(logger.run_id, f"audio/epoch={epoch}")
@@ -126,5 +134,5 @@ def test_mlflow_file_store_has_wav_artifacts(
         for name in names:
             data, sr = sf.read(local / f"{name}.wav", dtype="float32")
             _check_wav(data, sr, int(name[-1]))
-    history = client.get_metric_history(logger.run_id, "val/spectral_convergence")
-    assert len(history) == 2 and all(0 < m.value < 1 for m in history)
+    history = client.get_metric_history(logger.run_id, "val/spectral_convergence_db")
+    assert len(history) == 2 and all(-30 < m.value < 0 for m in history)

@@ -69,11 +69,11 @@ def test_train_entry_point_end_to_end(tmp_path: Path) -> None:
     acc = EventAccumulator(str(log_dir), size_guidance={"audio": 0, "scalars": 0})
     acc.Reload()
     tags = acc.Tags()
-    assert {"val/spectral_convergence", "val/mel_consistency_db", "train/loss"} <= set(
+    assert {"val/spectral_convergence_db", "val/mel_consistency_db", "train/loss"} <= set(
         tags["scalars"]
     )
-    sc = acc.Scalars("val/spectral_convergence")[-1].value
-    assert np.isfinite(sc) and sc > 0.0  # untrained after 3 steps: only finite and positive
+    sc = acc.Scalars("val/spectral_convergence_db")[-1].value
+    assert np.isfinite(sc) and sc > -30.0  # untrained after 3 steps: finite, far from perfect
     pred_tags = [t for t in tags["audio"] if "pred" in t]
     assert pred_tags, tags["audio"]
     audio_event = acc.Audio(pred_tags[0])[-1]
