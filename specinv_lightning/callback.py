@@ -33,7 +33,7 @@ from specinv_lightning.functional._guard import (
     prediction_mismatch,
     target_mel_mismatch,
 )
-from specinv_lightning.functional.compression import compressed_floor
+from specinv_lightning.functional.compression import compressed_floor, decompress
 from specinv_lightning.functional.metrics import frame_mask
 from specinv_lightning.inverse import MelInverter
 from specinv_lightning.loggers import (
@@ -404,7 +404,7 @@ class InversionCallback(Callback):
     def _score(self, items: ValidationItems) -> tuple[Tensor | None, Tensor | None]:
         """Invert and score ``items``; returns their inverted prediction and reference (or None
         where some items were non-finite and skipped)."""
-        ok = self._finite_items(items.mel, "predicted mel")
+        ok = self._usable_items(items.mel, "predicted mel")
         if items.target is not None:
             ok = ok & torch.isfinite(items.target).flatten(1).all(1)
         every = bool(ok.all())
@@ -431,20 +431,38 @@ class InversionCallback(Callback):
         with torch.no_grad():
             return self.inverter(mel)
 
-    def _finite_items(self, x: Tensor, what: str) -> Tensor:
-        ok = torch.isfinite(x).flatten(1).all(1)
+    def _usable_items(self, mel: Tensor, what: str) -> Tensor:
+        """Items the inverter can take: finite, no overflow when decompressed, in the config's
+        range (>= 0 for a linear mel), at least one window long. The others are treated like NaN
+        predictions: a warning once, skipped in the scores, silence in the media."""
+        ok = _invertible(mel, self.config)
         if not bool(ok.all()) and not self._warned_nonfinite:
             self._warned_nonfinite = True
+            short = mel.shape[-1] < self.config.min_frames
+            why = (
+                f"are shorter than one window ({mel.shape[-1]} < {self.config.min_frames} frames)"
+                if short
+                else "contain NaN/Inf, values that overflow when decompressed, or values outside"
+                " the config's range"
+            )
             rank_zero_warn(
-                f"InversionCallback: {int((~ok).sum())} {what} item(s) contain NaN/Inf; they are"
-                " skipped in the scores and sanitised (NaN/Inf -> silence) in the logged audio."
+                f"InversionCallback: {int((~ok).sum())} {what} item(s) {why}; they are skipped in"
+                " the scores and logged as silence. Training goes on."
             )
         return ok
 
     def _sanitise(self, mel: Tensor) -> Tensor:
+        """Items the inverter cannot take become silence, and a mel shorter than one window is
+        padded with silence to one window (media are trimmed to the true length anyway)."""
+        shape = mel.shape
+        mel = mel.reshape(-1, *shape[-2:])  # (items, n_mels, frames), for 2-D mels too
         silence = self._silence.to(mel)
-        mel = torch.where(torch.isfinite(mel), mel, silence)
-        return mel.clamp(min=0.0) if self.config.compression == "none" else mel
+        ok = _invertible(mel, self.config, check_length=False)
+        mel = torch.where(ok[:, None, None], torch.nan_to_num(mel), silence)
+        short = self.config.min_frames - mel.shape[-1]
+        if short > 0:
+            mel = torch.cat([mel, silence.expand(mel.shape[0], -1, short)], dim=-1)
+        return mel.reshape(*shape[:-1], mel.shape[-1])
 
     def _check_convention(self, items: ValidationItems) -> None:
         """Warn once if the predicted (or target) mel is not what the config computes from the
@@ -496,7 +514,7 @@ class InversionCallback(Callback):
         epoch, step = trainer.current_epoch, trainer.global_step
         folder = self._folder(epoch, step, sanity)
         captured = self._buffer.padded(self._silence)
-        self._finite_items(captured.mel, "captured predicted mel")
+        usable = self._usable_items(captured.mel, "captured predicted mel").tolist()
         captured.mel = self._sanitise(captured.mel)
         sr, lengths = self.config.sample_rate, captured.lengths.tolist()
 
@@ -506,7 +524,12 @@ class InversionCallback(Callback):
                 for k, (w, n) in enumerate(zip(waves, lengths, strict=True))
             ]
 
-        groups = [clips("pred", self._pred_waves(captured), f"predicted mel {{k}}, epoch {epoch}")]
+        # an item the inverter cannot take is logged as true silence (not normalised noise)
+        preds = [
+            w if ok else torch.zeros_like(w)
+            for w, ok in zip(self._pred_waves(captured), usable, strict=True)
+        ]
+        groups = [clips("pred", preds, f"predicted mel {{k}}, epoch {epoch}")]
         if not self.references_logged:
             if self.log_targets and captured.target is not None:
                 groups.append(clips("target", list(captured.target), "target {k}"))
@@ -584,6 +607,19 @@ class InversionCallback(Callback):
         except Exception as err:  # never kill training because a figure failed
             _warn(f"matplotlib failed to render the mel figure ({type(err).__name__}: {err})")
             return None
+
+
+def _invertible(mel: Tensor, config: MelConfig, check_length: bool = True) -> Tensor:
+    """Per item of ``(batch, n_mels, frames)``: whether :class:`MelInverter` accepts it."""
+    finite = torch.isfinite(mel)
+    ok = finite.flatten(1).all(1)
+    lin = decompress(torch.where(finite, mel, torch.zeros_like(mel)), config)
+    ok = ok & torch.isfinite(lin).flatten(1).all(1)
+    if config.compression == "none" and not config.normalised:
+        ok = ok & (lin >= 0).flatten(1).all(1)
+    if check_length and mel.shape[-1] < config.min_frames:
+        ok = torch.zeros_like(ok)
+    return ok
 
 
 def _warn(message: str) -> None:

@@ -35,7 +35,7 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 from lightning.pytorch.loggers import (
@@ -48,6 +48,7 @@ from lightning.pytorch.loggers import (
 )
 from lightning_utilities.core.imports import RequirementCache
 
+from specinv_lightning._io import atomic_write
 from specinv_lightning.config import MelConfig
 from specinv_lightning.functional.filterbank import hz_to_mel, mel_to_hz
 
@@ -103,7 +104,7 @@ def audio_dir(root: str | os.PathLike[str], folder: str) -> str:
     return os.path.join(os.fspath(root), "audio", folder)
 
 
-def write_wav(path: str | io.BytesIO, clip: AudioClip) -> None:
+def write_wav(path: str | io.BytesIO | BinaryIO, clip: AudioClip) -> None:
     """Write one clip as a float32 (IEEE float) wav file with soundfile."""
     import soundfile as sf
 
@@ -355,15 +356,15 @@ class WavFileMedia(MediaSink):
     ) -> None:
         path = audio_dir(self.root, folder)
         os.makedirs(path, exist_ok=True)
-        for c in clips:
-            write_wav(os.path.join(path, c.file_name), c)
+        for c in clips:  # atomic: a full disk leaves no truncated wav and keeps an old one
+            atomic_write(os.path.join(path, c.file_name), lambda h, c=c: write_wav(h, c))
 
     def log_image(self, image: np.ndarray, key: str, step: int, folder: str) -> None:
         from matplotlib.image import imsave
 
         path = audio_dir(self.root, folder)
         os.makedirs(path, exist_ok=True)
-        imsave(os.path.join(path, "mel.png"), image)
+        atomic_write(os.path.join(path, "mel.png"), lambda h: imsave(h, image, format="png"))
 
 
 def _logger_dir(logger: Logger) -> str | None:

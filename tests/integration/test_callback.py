@@ -475,3 +475,61 @@ def test_mismatched_config_guard(tmp_path: Path) -> None:
     assert len(found) == 1 and "the target mel differs" in found[0], found
     exact = NormalisedTinyModel(target_offset=0.0)
     assert _guard_warnings(tmp_path, normed, exact, target_mel_key="target_mel") == []
+
+
+class HostileTinyModel(TinyMelModel):
+    """Finite predictions the inverter cannot take: item 1 overflows when decompressed (a log-mel
+    of 95), or (``short=True``) every prediction is shorter than one analysis window."""
+
+    def __init__(self, short: bool = False) -> None:
+        super().__init__()
+        self.short = short
+
+    def validation_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+        out = super().validation_step(batch, batch_idx)
+        mel = out["mel"].clone()
+        if self.short:
+            out["mel"] = mel[..., : CONFIG.min_frames - 1]
+        else:
+            mel[1, :, 3] = 95.0
+            out["mel"] = mel
+        return out
+
+
+@pytest.mark.parametrize("short", [False, True])
+def test_uninvertible_predictions_warn_and_training_goes_on(tmp_path: Path, short: bool) -> None:
+    cb = InversionCallback(CONFIG, num_samples=2, n_iter=4, lengths_key="length")
+    logger = CSVLogger(tmp_path)
+    trainer = pl.Trainer(**trainer_kwargs(tmp_path, logger=logger, max_epochs=1), callbacks=[cb])
+    match = "shorter than one window" if short else "overflow when decompressed"
+    with pytest.warns(UserWarning, match=match):
+        trainer.fit(HostileTinyModel(short=short), TinyData())
+    assert trainer.state.finished
+    files = _wavs(Path(logger.log_dir) / "audio" / "epoch=0")
+    for name in ("pred_0.wav", "pred_1.wav"):  # logged (silence where uninvertible), finite
+        assert np.isfinite(files[name][0]).all()
+    assert np.abs(files["pred_1.wav"][0]).max() == 0.0  # item 1: silence
+    if not short:  # the other items are scored, with finite values
+        assert np.abs(files["pred_0.wav"][0]).max() > 0.5
+        for key in ("val/spectral_convergence_db", "val/mel_consistency_db"):
+            assert math.isfinite(float(trainer.callback_metrics[key]))
+
+
+def test_full_save_dir_leaves_no_truncated_files(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from specinv_lightning import loggers
+
+    def full_disk(handle, clip) -> None:  # noqa: ANN001
+        handle.write(b"RIFF")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(loggers, "write_wav", full_disk)
+    save_dir = tmp_path / "media"
+    cb = InversionCallback(CONFIG, num_samples=2, n_iter=2, save_dir=save_dir)
+    trainer = pl.Trainer(**trainer_kwargs(tmp_path, logger=False, max_epochs=1), callbacks=[cb])
+    with pytest.warns(UserWarning, match="No space left on device"):
+        trainer.fit(TinyMelModel(), TinyData())  # training goes on
+    assert trainer.state.finished
+    written = [p for p in save_dir.rglob("*") if p.is_file()]
+    assert [p.name for p in written] == ["mel.png"]  # no partial wav, no temporary file
