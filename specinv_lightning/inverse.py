@@ -36,6 +36,7 @@ __all__ = ["MelInverter", "MAGNITUDE_METHODS"]
 
 Magnitude = Literal["pinv", "nnls", "transpose"]
 MAGNITUDE_METHODS = ("pinv", "nnls", "transpose")
+_LINEAR_FLOOR = 1e-30  # linear mel floor: 300 dB below full scale, zero gradient below
 
 
 class MelInverter(nn.Module):
@@ -226,7 +227,9 @@ class MelInverter(nn.Module):
     ) -> Tensor:
         fb, fb_pinv, window = self._operators(mel.dtype)
         power = self.config.power
-        lin = self._decompress(mel)
+        # a mel far below any waveform's (decompressed to exact zeros) would make the backward
+        # pass of the normalised loop divide 0 by 0: floor the linear mel far below real levels
+        lin = self._decompress(mel).clamp(min=_LINEAR_FLOOR)
         # Every step is homogeneous of degree 1 in the linear mel, so inverting lin / peak and
         # scaling back is exact; it keeps |STFT|^2 inside float32 range for any valid mel.
         peak = lin.detach().amax(dim=(-2, -1), keepdim=True).clamp(min=torch.finfo(lin.dtype).tiny)

@@ -16,7 +16,7 @@ from specinv_lightning.functional._checks import (
     check_mel,
     check_tensor,
 )
-from specinv_lightning.functional.compression import clamp_to_floor
+from specinv_lightning.functional.compression import clamp_to_floor, clamp_to_level, decompress
 from specinv_lightning.functional.filterbank import mel_filterbank
 from specinv_lightning.functional.metrics import (
     frame_mask,
@@ -31,6 +31,7 @@ __all__ = ["MultiResolutionSTFTLoss", "WaveformReconstructionLoss"]
 _STFT_WINDOWS = ("hann", "hamming", "blackman", "bartlett", "kaiser")
 _INITS = ("random", "zeros", "pghi", "target")
 _REFERENCES = ("inversion", "target")
+_HEADROOM = 1e3  # 60 dB above the target's loudest mel value: the inversion's ceiling
 
 
 def shorthand_conflicts(owner: Any, given: Mapping[str, Any]) -> list[str]:
@@ -462,7 +463,7 @@ class WaveformReconstructionLoss(nn.Module):
         zero = mel_pred.new_zeros(())
         stft_term = mel_term = zero
         target_mel = None
-        if self.mel_weight > 0 or self.reference == "inversion":
+        if self.mel_weight > 0 or self.stft_weight > 0:
             target_mel = self._target_mel(target_wave, mel_pred.shape[-1])
         if self.stft_weight > 0:
             stft_term = self._stft_term(mel_pred, target_wave, target_mel, sample_mask)
@@ -487,8 +488,14 @@ class WaveformReconstructionLoss(nn.Module):
         if self.init == "target":
             init = self._target_phase(target_wave, mel_pred.shape[-1])
         # below the floor no waveform's mel goes: invert the floor (the gradient there comes from
-        # the mel term), which also keeps Griffin-Lim away from vanishing magnitudes
-        recon = self.inverter(clamp_to_floor(mel_pred, self.config), length=num_samples, init=init)
+        # the mel term), which also keeps Griffin-Lim away from vanishing magnitudes; above the
+        # target's loudest value + 60 dB no prediction is useful, and its waveform would overflow
+        # the STFT loss (a log-mel of 40 is a 1e17-loud frame): invert that ceiling instead
+        assert target_mel is not None
+        peak = decompress(target_mel.detach(), self.config).amax(dim=(-2, -1), keepdim=True)
+        ceiling = peak.clamp(min=torch.finfo(peak.dtype).tiny) * _HEADROOM**self.config.power
+        mel_in = clamp_to_level(clamp_to_floor(mel_pred, self.config), self.config, ceiling)
+        recon = self.inverter(mel_in, length=num_samples, init=init)
         reference = target_wave
         if self.reference == "inversion":
             assert target_mel is not None

@@ -290,3 +290,16 @@ def test_pghi_init_in_the_loss(speech) -> None:
     assert loss.inverter.init == "pghi"
     loss(mel, wave).backward()
     assert torch.isfinite(mel.grad).all() and mel.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("level", [40.0, 95.0])
+@pytest.mark.parametrize("reference", ["inversion", "target"])
+def test_one_overflowing_frame_gives_finite_loss_and_gradients(level: float, reference) -> None:
+    # one predicted frame at log-mel 40 is a 1e17-loud frame: formerly an inf loss, NaN gradients
+    wave = 0.1 * torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))
+    mel = MelSpectrogram(CFG16)(wave)
+    mel[0, :, 10] = level
+    mel.requires_grad_()
+    loss = WaveformReconstructionLoss(CFG16, n_iter=2, reference=reference)(mel, wave)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(mel.grad).all()

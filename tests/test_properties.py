@@ -43,7 +43,13 @@ def mels(draw: st.DrawFn) -> torch.Tensor:
     batch = draw(st.integers(1, 3))
     bands = draw(st.sampled_from([CFG.n_mels, CFG.n_mels - 1]))
     frames = draw(st.integers(1, 12))
-    return draw(tensors((batch, bands, frames)))
+    mel = draw(tensors((batch, bands, frames)))
+    if draw(st.booleans()):  # a realistic log-mel with one extreme frame
+        mel = (-5.0 + torch.randn(mel.shape, generator=torch.Generator().manual_seed(1))).to(
+            mel.dtype
+        )
+        mel[0, :, draw(st.integers(0, frames - 1))] = draw(LEVELS)
+    return mel
 
 
 def _finite_or_value_error(fn, *args) -> torch.Tensor | None:  # noqa: ANN001

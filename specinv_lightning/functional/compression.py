@@ -11,7 +11,14 @@ from torch import Tensor
 from specinv_lightning.config import MelConfig
 from specinv_lightning.functional._checks import _skip_value_checks
 
-__all__ = ["compress", "decompress", "decompress_checked", "compressed_floor", "clamp_to_floor"]
+__all__ = [
+    "compress",
+    "decompress",
+    "decompress_checked",
+    "compressed_floor",
+    "clamp_to_floor",
+    "clamp_to_level",
+]
 
 
 def _stats(config: MelConfig, like: Tensor) -> tuple[Tensor | float, Tensor | float]:
@@ -91,6 +98,17 @@ def compressed_floor(
         -11.5129
     """
     return compress(torch.zeros(config.n_mels, 1, dtype=dtype, device=device), config)
+
+
+def clamp_to_level(mel: Tensor, config: MelConfig, linear_max: Tensor) -> Tensor:
+    """Clamp a compressed mel ``(..., n_mels, frames)`` so that no linear value exceeds
+    ``linear_max`` (broadcastable to ``(..., 1, 1)``): the ceiling matching
+    :func:`clamp_to_floor`'s floor."""
+    shape = (*linear_max.shape[:-2], config.n_mels, 1)
+    ceiling = compress(linear_max.to(mel.dtype).expand(shape), config)
+    if config.compression != "none" and config.log_multiplier < 0:
+        return torch.maximum(mel, ceiling)
+    return torch.minimum(mel, ceiling)
 
 
 def clamp_to_floor(mel: Tensor, config: MelConfig) -> Tensor:
