@@ -271,7 +271,10 @@ class WaveformReconstructionLoss(nn.Module):
 
     Before the inversion the predicted mel is clamped at the compressed ``log_floor`` (exactly what
     the forward transform does to every real waveform's mel), so predictions below the floor are
-    inverted as the floor; their gradient comes from the mel term.
+    inverted as the floor; their gradient comes from the mel term. It is also clamped 60 dB above
+    the target's loudest mel value: no useful prediction is louder, and a wildly loud frame (a
+    log-mel of 40 is a 1e17-loud frame) would overflow the STFT loss. So every finite prediction
+    gives a finite loss and finite gradients.
 
     Padded batches: ``lengths`` (valid samples per item) zeroes the samples at and beyond each
     length in both waveforms before the STFT loss (so padding contributes a zero difference), and
