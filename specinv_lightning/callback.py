@@ -35,7 +35,7 @@ from specinv_lightning.functional._guard import (
 )
 from specinv_lightning.functional.compression import compressed_floor, decompress
 from specinv_lightning.functional.metrics import frame_mask
-from specinv_lightning.inverse import MelInverter
+from specinv_lightning.inverse import MelInverter, ready_inverter
 from specinv_lightning.loggers import (
     AudioClip,
     MediaSink,
@@ -45,7 +45,6 @@ from specinv_lightning.loggers import (
     mel_figure,
     publish,
 )
-from specinv_lightning.loss import shorthand_conflicts
 from specinv_lightning.mel import MelSpectrogram, as_config
 
 __all__ = ["InversionCallback"]
@@ -251,17 +250,7 @@ class InversionCallback(Callback):
     ) -> MelInverter:
         """The given ``inverter`` (checked), or one built from the shorthand arguments."""
         if inverter is not None:
-            if not isinstance(inverter, MelInverter):
-                raise ValueError(f"inverter: expected a MelInverter, got {type(inverter).__name__}")
-            conflicts = shorthand_conflicts(cls, shorthand) + sorted(inverter_kwargs or {})
-            if conflicts:
-                raise ValueError(
-                    "inverter: a ready MelInverter sets the inversion; do not also pass"
-                    f" {conflicts}"
-                )
-            if config is not None and as_config(config) != inverter.config:
-                raise ValueError("config: differs from inverter.config; pass one of them")
-            return inverter
+            return ready_inverter(cls, inverter, config, shorthand, inverter_kwargs)
         if config is None:
             raise ValueError("config: expected a MelConfig, preset name or mapping, got None")
         # eager Griffin-Lim kernels unless asked: at a bounded number of items compiling the fused

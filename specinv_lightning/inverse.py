@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -264,3 +265,31 @@ class MelInverter(nn.Module):
             f"n_iter={self.n_iter}, mel_consistent={self.mel_consistent}, magnitude={self.magnitude!r},"
             f" algorithm={self.algorithm!r}, n_mels={self.config.n_mels}, sample_rate={self.config.sample_rate}"
         )
+
+
+def ready_inverter(
+    owner: type,
+    inverter: object,
+    config: MelConfig | str | Mapping[str, Any] | None,
+    shorthand: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> MelInverter:
+    """Check a ready ``inverter`` passed to ``owner`` (the loss, the callback) with ``inverter=``.
+
+    Raises ``ValueError`` when it is not a :class:`MelInverter`, when a shorthand argument of
+    ``owner.__init__`` that builds an inverter (``n_iter``, ...) differs from its default or extra
+    inverter arguments are given (a ready inverter would silently override them), or when
+    ``config`` is given and differs from the inverter's.
+    """
+    if not isinstance(inverter, MelInverter):
+        raise ValueError(f"inverter: expected a MelInverter, got {type(inverter).__name__}")
+    params = inspect.signature(owner.__init__).parameters
+    conflicts = sorted(k for k, v in shorthand.items() if k in params and v != params[k].default)
+    conflicts += sorted(extra or {})
+    if conflicts:
+        raise ValueError(
+            f"inverter: a ready MelInverter sets the inversion; do not also pass {conflicts}"
+        )
+    if config is not None and as_config(config) != inverter.config:
+        raise ValueError("config: differs from inverter.config; pass one of them")
+    return inverter

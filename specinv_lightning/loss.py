@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -23,7 +22,7 @@ from specinv_lightning.functional.metrics import (
     multi_resolution_stft_loss,
 )
 from specinv_lightning.functional.stft import stft
-from specinv_lightning.inverse import MelInverter
+from specinv_lightning.inverse import MelInverter, ready_inverter
 from specinv_lightning.mel import MelSpectrogram, as_config
 
 __all__ = ["MultiResolutionSTFTLoss", "WaveformReconstructionLoss"]
@@ -32,13 +31,6 @@ _STFT_WINDOWS = ("hann", "hamming", "blackman", "bartlett", "kaiser")
 _INITS = ("random", "zeros", "pghi", "target")
 _REFERENCES = ("inversion", "target")
 _HEADROOM = 1e3  # 60 dB above the target's loudest mel value: the inversion's ceiling
-
-
-def shorthand_conflicts(owner: Any, given: Mapping[str, Any]) -> list[str]:
-    """Names in ``given`` whose value differs from ``owner.__init__``'s default (arguments that
-    a ready ``inverter=`` would silently override)."""
-    params = inspect.signature(owner.__init__).parameters
-    return sorted(k for k, v in given.items() if k in params and v != params[k].default)
 
 
 class MultiResolutionSTFTLoss(nn.Module):
@@ -381,16 +373,7 @@ class WaveformReconstructionLoss(nn.Module):
                 raise ValueError("config: expected a MelConfig, preset name or mapping, got None")
             start = "random" if init == "target" else init
             return MelInverter(as_config(config), init=start, **shorthand, **inverter_kwargs)
-        if not isinstance(inverter, MelInverter):
-            raise ValueError(f"inverter: expected a MelInverter, got {type(inverter).__name__}")
-        conflicts = shorthand_conflicts(cls, shorthand) + sorted(inverter_kwargs)
-        if conflicts:
-            raise ValueError(
-                f"inverter: a ready MelInverter sets the inversion; do not also pass {conflicts}"
-            )
-        if config is not None and as_config(config) != inverter.config:
-            raise ValueError("config: differs from inverter.config; pass one of them")
-        return inverter
+        return ready_inverter(cls, inverter, config, shorthand, inverter_kwargs)
 
     def _validate(
         self, mel_pred: Tensor, target_wave: Tensor, lengths: Tensor | Sequence[int] | None
