@@ -125,8 +125,8 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     elif timer.wave:
         diverged = True
     return {
-        "sc": metrics.get("val/spectral_convergence", math.nan),
-        "lsd": metrics.get("val/log_spectral_distance", math.nan),
+        "sc": metrics.get("val/spectral_convergence_db", math.nan),
+        "lsd": metrics.get("val/log_spectral_distance_db", math.nan),
         "sc64": float(torch.cat(sc).mean()),
         "lsd64": float(torch.cat(lsd).mean()),
         "s_step": statistics.median(timer.times[5:] or timer.times),
@@ -167,7 +167,7 @@ def _table(rows: list[tuple[str, list[dict[str, Any]]]]) -> str:
     base = [r["s_step"] for r in rows[0][1] if "s_step" in r] if rows else []
     base_step = statistics.fmean(base) if base else math.nan
     lines = [
-        "| variant | seeds | s/step | x baseline | val SC | val LSD (dB) | SC@64 | LSD@64 (dB) | diverged |",
+        "| variant | seeds | s/step | x baseline | val SC (dB) | val LSD (dB) | SC@64 | LSD@64 (dB) | diverged |",
         "|---|---:|---:|---:|---|---|---|---|---:|",
     ]
     for name, results in rows:
