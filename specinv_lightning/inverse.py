@@ -30,6 +30,7 @@ from specinv_lightning.functional.magnitude import (
     pinv_spectrum,
     transpose_spectrum,
 )
+from specinv_lightning.functional.peaks import PeakModel, peak_model
 from specinv_lightning.functional.phase import ALGORITHMS, loop_weights
 from specinv_lightning.functional.stft import make_window
 
@@ -61,9 +62,11 @@ class MelInverter(nn.Module):
         momentum: FGLA/AGLA ``alpha``.
         beta: AGLA ``beta``.
         gamma: AGLA ``gamma``.
-        init: Initial phase: ``"pghi"`` (default: computed from the magnitude by phase-gradient
-            integration, deterministic and per item; Griffin-Lim then starts far closer to a
-            consistent spectrogram), ``"random"`` or ``"zeros"`` (see
+        init: Initial phase: ``"pghi"`` (default: phase-gradient integration, deterministic and
+            per item, from the better of the magnitude estimate and the mel's peak spectrum;
+            Griffin-Lim then starts far closer to a consistent spectrogram), ``"pghi-fast"``
+            (from the magnitude estimate only: cheaper, weaker on harmonic sounds),
+            ``"random"`` or ``"zeros"`` (see
             :func:`~specinv_lightning.functional.initial_phase`; a tensor can be passed to
             ``forward``).
         seed: Seed of the random initial phase (``None``: unseeded).
@@ -148,6 +151,9 @@ class MelInverter(nn.Module):
         self.register_buffer("window", make_window(self.config, torch.float64), persistent=False)
         self.lipschitz = filterbank_lipschitz(fb)
         self._blocks = filterbank_blocks(fb)  # band layout of the mel projection
+        # init="pghi"'s peak model (float64, built on first use) and its cast for the last call
+        self._peaks: PeakModel | None = None
+        self._peaks_cast: tuple[tuple[torch.dtype, torch.device], PeakModel] | None = None
         self.register_buffer("fb_gram_pinv", self._blocks.gram_pinv, persistent=False)
 
     def _operators(self, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
@@ -257,8 +263,20 @@ class MelInverter(nn.Module):
             detach_phase=self.detach_phase,
             checkpoint=self.checkpoint,
             window=window,
+            peaks=self._peaks_in(lin) if init is None else None,
         )
         return wave * root(peak.squeeze(-1), power)
+
+    def _peaks_in(self, lin: Tensor) -> PeakModel | None:
+        """The peak model for ``init="pghi"`` in ``lin``'s dtype and device (cached per pair)."""
+        if self.init != "pghi":
+            return None
+        if self._peaks is None:
+            self._peaks = peak_model(self.config, self.fb.double(), self.window.double())
+        key = (lin.dtype, lin.device)
+        if self._peaks_cast is None or self._peaks_cast[0] != key:
+            self._peaks_cast = (key, self._peaks.to(lin.dtype, lin.device))
+        return self._peaks_cast[1]
 
     def extra_repr(self) -> str:
         return (

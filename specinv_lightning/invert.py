@@ -404,7 +404,9 @@ def _parser() -> argparse.ArgumentParser:
         "--init",
         choices=INITS,
         default="pghi",
-        help="initial phase: 'pghi' (from the magnitude, default), 'random' (seeded) or 'zeros'",
+        help="initial phase: 'pghi' (phase-gradient integration from the better of the"
+        " magnitude estimate and the mel's peak spectrum, default), 'pghi-fast' (from the"
+        " magnitude estimate only), 'random' (seeded) or 'zeros'",
     )
     parser.add_argument(
         "--no-mel-consistent",

@@ -387,8 +387,8 @@ def test_pghi_default_starts_ahead_of_random(speech) -> None:
     random = {n: consistency(n, "random") for n in (0, 8, 32)}
     pghi = {n: consistency(n, "pghi") for n in (0, 8, 32)}
     assert MelInverter(cfg).init == "pghi"
-    for n in random:  # ahead at every count (about 12, 7 and 6 dB here)
+    for n in random:  # ahead at every count (about 15, 13 and 9 dB here)
         assert pghi[n] <= random[n] - 3.0, (n, pghi, random)
     assert pghi[32] <= random[32] - 5.0, (pghi, random)
-    # 8 iterations from pghi come within 1 dB of 32 from a random phase (0.4 dB short here)
-    assert pghi[8] <= random[32] + 1.0, (pghi, random)
+    # 8 iterations from pghi beat 32 from a random phase (by about 5 dB here)
+    assert pghi[8] <= random[32] - 2.0, (pghi, random)

@@ -44,6 +44,7 @@ from specinv_lightning.functional._kernels import (
 )
 from specinv_lightning.functional.initial import initial_phase
 from specinv_lightning.functional.magnitude import filterbank_pinv, project_onto_mel
+from specinv_lightning.functional.peaks import PeakModel
 from specinv_lightning.functional.stft import make_window
 
 POWER_FLOOR = 1e-12  # keeps d sqrt(x)/dx finite for power spectra
@@ -227,11 +228,13 @@ def retrieve(
     detach_phase: bool = False,
     checkpoint: bool = False,
     window: Tensor | None = None,
+    peaks: PeakModel | None = None,
 ) -> Tensor:
     """Phase retrieval of a validated ``magnitude`` ``(..., n_freqs, frames)`` as ``engine`` says.
 
     The initial phase is drawn for the whole batch before chunking, so chunked and one-shot runs
-    give the same result. ``constraint`` has one mel item per magnitude item. Returns the waveform
+    give the same result. ``constraint`` has one mel item per magnitude item; with ``peaks`` its
+    mel also informs ``init="pghi"`` (:func:`initial_phase`). Returns the waveform
     ``(..., length)`` (default ``config.num_samples(frames)``).
     """
     batch_shape, (n_freqs, num_frames) = magnitude.shape[:-2], magnitude.shape[-2:]
@@ -241,7 +244,8 @@ def retrieve(
     natural = config.num_samples(num_frames)
     loop = _Loop(config, plan, weights, n_iter, natural)
     out_len = natural if length is None else length
-    phase = initial_phase(magnitude, init, generator, config)
+    mel = None if constraint is None else constraint.mel.reshape(*batch_shape, -1, num_frames)
+    phase = initial_phase(magnitude, init, generator, config, mel=mel, peaks=peaks)
     mags = magnitude.reshape(-1, n_freqs, num_frames)
     if phase.dim() > 2:
         phase = phase.reshape(mags.shape)

@@ -113,23 +113,68 @@ def nnls_spectrum(
         fb_pinv = filterbank_pinv(fb)
     if lipschitz is None:
         lipschitz = filterbank_lipschitz(fb)
-    step = 1.0 / lipschitz
-    fbt = fb.t()
+    stalled = _Stall(mel, fb, tol)
     x = pinv_spectrum(mel, fb_pinv)
-    y = x
-    t = 1.0
-    mel_norm = torch.linalg.vector_norm(mel, dim=(-2, -1)).clamp(min=torch.finfo(mel.dtype).tiny)
-    prev = None
+    if torch.is_grad_enabled() and (mel.requires_grad or fb.requires_grad):
+        return _fista(x, mel, fb, 1.0 / lipschitz, max_iter, check_every, stalled)
+    with torch.no_grad():  # no gradient wanted: the same iterations in place, without allocations
+        return _fista_(x, mel, fb, 1.0 / lipschitz, max_iter, check_every, stalled)
+
+
+class _Stall:
+    """True once the relative mel residual of every item improves by ``tol`` or less between
+    two calls (each call synchronises the device)."""
+
+    def __init__(self, mel: Tensor, fb: Tensor, tol: float) -> None:
+        self.mel, self.fb, self.tol, self.prev = mel, fb, tol, None
+        tiny = torch.finfo(mel.dtype).tiny
+        self.norm = torch.linalg.vector_norm(mel.detach(), dim=(-2, -1)).clamp(min=tiny)
+
+    def __call__(self, x: Tensor) -> bool:
+        with torch.no_grad():
+            res = torch.linalg.vector_norm(torch.matmul(self.fb, x) - self.mel, dim=(-2, -1))
+            res = res / self.norm
+            done = self.prev is not None and bool(((self.prev - res) <= self.tol).all())
+            self.prev = res
+            return done
+
+
+def _momentum(t: float) -> tuple[float, float]:
+    """FISTA's next ``t`` and extrapolation weight ``(t - 1) / t_next``."""
+    t_next = (1.0 + (1.0 + 4.0 * t * t) ** 0.5) / 2.0
+    return t_next, (t - 1.0) / t_next
+
+
+def _fista(
+    x: Tensor, mel: Tensor, fb: Tensor, step: float, max_iter: int, every: int, stalled: _Stall
+) -> Tensor:
+    """Projected FISTA from ``x``, out of place (differentiable)."""
+    fbt, y, t = fb.t(), x, 1.0
     for k in range(1, max_iter + 1):
-        grad = torch.matmul(fbt, torch.matmul(fb, y) - mel)
-        x_new = (y - step * grad).clamp(min=0.0)
-        t_new = (1.0 + (1.0 + 4.0 * t * t) ** 0.5) / 2.0
-        y = x_new + ((t - 1.0) / t_new) * (x_new - x)
-        x, t = x_new, t_new
-        if k % check_every == 0 or k == max_iter:
-            with torch.no_grad():
-                res = torch.linalg.vector_norm(torch.matmul(fb, x) - mel, dim=(-2, -1)) / mel_norm
-                if prev is not None and bool(((prev - res) <= tol).all()):
-                    break
-                prev = res
+        x_new = (y - step * torch.matmul(fbt, torch.matmul(fb, y) - mel)).clamp(min=0.0)
+        t, weight = _momentum(t)
+        y = x_new + weight * (x_new - x)
+        x = x_new
+        if (k % every == 0 or k == max_iter) and stalled(x):
+            break
+    return x
+
+
+def _fista_(
+    x: Tensor, mel: Tensor, fb: Tensor, step: float, max_iter: int, every: int, stalled: _Stall
+) -> Tensor:
+    """:func:`_fista` in preallocated buffers (no autograd): about half the time."""
+    fbt, y, t = fb.t(), x.clone(), 1.0
+    x_new, grad = torch.empty_like(x), torch.empty_like(x)
+    residual = torch.empty(torch.broadcast_shapes(mel.shape, (*x.shape[:-2], *mel.shape[-2:])),
+                           dtype=x.dtype, device=x.device)  # fmt: skip
+    for k in range(1, max_iter + 1):
+        torch.matmul(fb, y, out=residual).sub_(mel)
+        torch.matmul(fbt, residual, out=grad)
+        torch.add(y, grad, alpha=-step, out=x_new).clamp_(min=0.0)
+        t, weight = _momentum(t)
+        torch.sub(x_new, x, out=y).mul_(weight).add_(x_new)
+        x, x_new = x_new, x
+        if (k % every == 0 or k == max_iter) and stalled(x):
+            break
     return x

@@ -26,6 +26,8 @@ from specinv_lightning.functional._engine import (
 )
 from specinv_lightning.functional.filterbank import mel_filterbank
 from specinv_lightning.functional.initial import initial_phase
+from specinv_lightning.functional.peaks import peak_model
+from specinv_lightning.functional.stft import make_window
 
 __all__ = [
     "ALGORITHMS",
@@ -131,7 +133,8 @@ def griffin_lim(
         momentum: ``alpha`` of FGLA/AGLA.
         beta: ``beta`` of AGLA.
         gamma: ``gamma`` of AGLA.
-        init: Initial phase, see :func:`initial_phase`.
+        init: Initial phase, see :func:`initial_phase` (with ``mel``, ``"pghi"`` also tries the
+            mel's peak spectrum).
         generator: Random generator for ``init="random"``.
         length: Output length in samples (default :meth:`MelConfig.num_samples`).
         mel: Optional linear (uncompressed) mel ``(..., n_mels, frames)`` in the config's
@@ -160,7 +163,7 @@ def griffin_lim(
     weights = loop_weights(algorithm, momentum, beta, gamma)
     if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 0:
         raise ValueError(f"n_iter: expected an integer >= 0, got {n_iter!r}")
-    constraint = None
+    constraint, peaks = None, None
     if mel is not None:
         mel = check_mel(mel, config, "mel", linear=True)
         if mel.shape[:-2] != magnitude.shape[:-2] or mel.shape[-1] != magnitude.shape[-1]:
@@ -171,6 +174,9 @@ def griffin_lim(
         fb = mel_filterbank(config, torch.float64, magnitude.device)
         ops = MelOperators.build(fb, config.power, magnitude.dtype)
         constraint = MelConstraint(mel.reshape(-1, *mel.shape[-2:]).to(magnitude.dtype), ops)
+        if isinstance(init, str) and init == "pghi":
+            analysis = make_window(config, torch.float64, fb.device) if window is None else window
+            peaks = peak_model(config, fb, analysis).to(magnitude.dtype)
     grad = needs_grad(magnitude, mel, init if isinstance(init, Tensor) else None)
     engine = choose_engine(config, magnitude, grad=grad, fused=fused)
     return retrieve(
@@ -186,4 +192,5 @@ def griffin_lim(
         detach_phase=detach_phase,
         checkpoint=checkpoint,
         window=window,
+        peaks=peaks,
     )

@@ -1,0 +1,118 @@
+"""A peak-model magnitude for a mel: the non-negative sum of main lobes that best explains it.
+
+A mel band averages several STFT bins, so the minimum-norm (pseudo-inverse) spectrum of a mel
+is smooth across each band: a harmonic's peak is smeared and often sits on the wrong bin, and the
+phase that PGHI reads off it advances at the wrong rate. The STFT of a sum of sinusoids is a sum of
+copies of the window's main lobe, so this module fits the mel with non-negative combinations of
+those copies (``|W(k - c)|^power``, centres ``c`` every half bin) and returns their sum. Its peaks
+and lobe shapes are what phase-gradient integration assumes; :func:`~specinv_lightning.functional.initial.initial_phase`
+uses it for ``init="pghi"`` when it knows the mel.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from specinv_lightning.config import MelConfig
+from specinv_lightning.functional.magnitude import (
+    filterbank_lipschitz,
+    filterbank_pinv,
+    nnls_spectrum,
+)
+
+__all__ = ["PeakModel", "peak_model", "peak_spectrum", "PEAK_ITERATIONS", "PEAK_STEP"]
+
+#: Spacing of the lobe centres in bins.
+PEAK_STEP = 0.5
+#: Iteration cap of the non-negative fit (it stops earlier once the residual stalls).
+PEAK_ITERATIONS = 50
+
+
+class PeakModel(NamedTuple):
+    """The operators of :func:`peak_spectrum` for one config and filterbank.
+
+    Attributes:
+        fb: The filterbank ``F`` ``(n_mels, n_freqs)`` it was built for.
+        window: The analysis window (``n_fft`` samples) whose lobes it holds.
+        lobes: ``(n_freqs, n_lobes)``: column ``j`` is ``|W(k - c_j)|^power`` over the bins ``k``,
+            ``W`` the window's transform normalised to ``W(0) = 1``.
+        mel_lobes: ``F @ lobes`` ``(n_mels, n_lobes)``: the mel of each lobe.
+        mel_lobes_pinv: Pseudo-inverse of ``mel_lobes`` (the fit's warm start).
+        lipschitz: Largest eigenvalue of ``mel_lobes^T mel_lobes`` (the fit's step size).
+    """
+
+    fb: Tensor
+    window: Tensor
+    lobes: Tensor
+    mel_lobes: Tensor
+    mel_lobes_pinv: Tensor
+    lipschitz: float
+
+    def to(self, dtype: torch.dtype, device: torch.device | None = None) -> PeakModel:
+        """The same model with its tensors in ``dtype`` (and on ``device``)."""
+        moved = [t.to(device=device, dtype=dtype) for t in self[:5]]
+        return PeakModel(*moved, self.lipschitz)
+
+
+def peak_model(config: MelConfig, fb: Tensor, window: Tensor) -> PeakModel:
+    """The lobe dictionary of ``config``'s window over the bins ``fb`` covers, in float64.
+
+    Lobe centres run every :data:`PEAK_STEP` bins from one bin below the first bin any filter
+    touches to one bin above the last (bins no filter sees cannot be fitted); each lobe is cut
+    where ``|k - c| > 4 n_fft / win_length`` (the main lobe and first side lobes of a Hann window).
+
+    Args:
+        config: The STFT (``n_fft``, ``win_length``, ``power``).
+        fb: Filterbank ``F`` ``(n_mels, n_freqs)``.
+        window: The analysis window, ``n_fft`` samples (:func:`~specinv_lightning.functional.make_window`).
+    """
+    fb = fb.detach().double()
+    n_freqs = fb.shape[-1]
+    covered = (fb.abs().sum(0) > 0).nonzero().flatten()
+    first, last = (0, n_freqs - 1) if covered.numel() == 0 else (int(covered[0]), int(covered[-1]))
+    centres = torch.arange(
+        max(first - 1, 0), min(last + 1, n_freqs - 1) + 1e-9, PEAK_STEP, dtype=torch.float64
+    ).to(fb.device)
+    offsets = torch.arange(n_freqs, dtype=torch.float64, device=fb.device)[:, None] - centres
+    reach = 4.0 * config.n_fft / config.win_length
+    w = window.detach().double().to(fb.device)
+    t = torch.arange(w.numel(), dtype=torch.float64, device=fb.device)
+    inside = offsets.abs() <= reach
+    d = offsets[inside]
+    # |W(d)| = |sum_t w[t] exp(-2 pi i d t / n_fft)| / sum w, for the offsets that are kept
+    arg = (2 * math.pi / config.n_fft) * d[:, None] * t
+    transform = torch.complex(w * torch.cos(arg), -w * torch.sin(arg)).sum(-1).abs()
+    lobes = torch.zeros_like(offsets)
+    lobes[inside] = (transform / w.sum().clamp(min=torch.finfo(w.dtype).tiny)) ** config.power
+    mel_lobes = fb @ lobes
+    return PeakModel(
+        fb, w, lobes, mel_lobes, filterbank_pinv(mel_lobes), filterbank_lipschitz(mel_lobes)
+    )
+
+
+def peak_spectrum(mel: Tensor, model: PeakModel, max_iter: int = PEAK_ITERATIONS) -> Tensor:
+    """``lobes @ a`` with ``a = argmin_{a >= 0} ||mel_lobes a - M||``: a spectrum ``|X|^power``
+    ``(..., n_freqs, frames)`` made of window lobes whose mel is the linear mel ``M``.
+
+    The fit is :func:`~specinv_lightning.functional.nnls_spectrum` (FISTA, warm-started from the
+    pseudo-inverse) over the lobes instead of the bins, capped at ``max_iter`` iterations. Each
+    frame is fitted on its own; items are independent. Not differentiated (an initial value).
+
+    Args:
+        mel: Linear mel ``(..., n_mels, frames)``, values >= 0, in the config's power domain.
+        model: :func:`peak_model` of the config, in ``mel``'s dtype and device.
+        max_iter: Iteration cap of the fit.
+    """
+    with torch.no_grad():
+        weights = nnls_spectrum(
+            mel.detach(),
+            model.mel_lobes,
+            model.mel_lobes_pinv,
+            max_iter=max_iter,
+            lipschitz=model.lipschitz,
+        )
+        return torch.matmul(model.lobes, weights)
