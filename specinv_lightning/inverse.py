@@ -264,6 +264,7 @@ class MelInverter(nn.Module):
             checkpoint=self.checkpoint,
             window=window,
             peaks=self._peaks_in(lin) if init is None else None,
+            mel=lin,
         )
         return wave * root(peak.squeeze(-1), power)
 

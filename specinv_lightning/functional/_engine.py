@@ -229,12 +229,14 @@ def retrieve(
     checkpoint: bool = False,
     window: Tensor | None = None,
     peaks: PeakModel | None = None,
+    mel: Tensor | None = None,
 ) -> Tensor:
     """Phase retrieval of a validated ``magnitude`` ``(..., n_freqs, frames)`` as ``engine`` says.
 
     The initial phase is drawn for the whole batch before chunking, so chunked and one-shot runs
-    give the same result. ``constraint`` has one mel item per magnitude item; with ``peaks`` its
-    mel also informs ``init="pghi"`` (:func:`initial_phase`). Returns the waveform
+    give the same result. ``constraint`` has one mel item per magnitude item. ``peaks`` and the
+    linear ``mel`` ``(..., n_mels, frames)`` inform ``init="pghi"`` (:func:`initial_phase`).
+    Returns the waveform
     ``(..., length)`` (default ``config.num_samples(frames)``).
     """
     batch_shape, (n_freqs, num_frames) = magnitude.shape[:-2], magnitude.shape[-2:]
@@ -244,7 +246,6 @@ def retrieve(
     natural = config.num_samples(num_frames)
     loop = _Loop(config, plan, weights, n_iter, natural)
     out_len = natural if length is None else length
-    mel = None if constraint is None else constraint.mel.reshape(*batch_shape, -1, num_frames)
     phase = initial_phase(magnitude, init, generator, config, mel=mel, peaks=peaks)
     mags = magnitude.reshape(-1, n_freqs, num_frames)
     if phase.dim() > 2:

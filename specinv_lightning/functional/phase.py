@@ -193,4 +193,5 @@ def griffin_lim(
         checkpoint=checkpoint,
         window=window,
         peaks=peaks,
+        mel=None if mel is None else mel.to(magnitude.dtype),
     )

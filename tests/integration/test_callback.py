@@ -153,9 +153,7 @@ def _expected_scores(model: TinyMelModel, n_iter: int, init: str = "zeros") -> d
     }
 
 
-@pytest.mark.parametrize(
-    ("init", "rel"), [("zeros", 1e-4), ("pghi-fast", 2e-2), ("pghi", 2e-2)]
-)
+@pytest.mark.parametrize(("init", "rel"), [("zeros", 1e-4), ("pghi-fast", 2e-2), ("pghi", 2e-2)])
 def test_scores_equal_functional_metrics(tmp_path: Path, init: str, rel: float) -> None:
     # zeros: exactly batch independent; pghi-fast (the callback's default) and pghi: an item's
     # last valid frame may see its padding (its phase reads the next frame), so batches 3, 3, 2

@@ -254,3 +254,30 @@ def test_model_validation_output_and_waveform_loss() -> None:
     assert out["audio"] is audio and out["lengths"].tolist() == [8000, 5000]
     sample = model.sample(2, 37)
     assert sample.shape == (2, model.config.n_mels, 37) and torch.isfinite(sample).all()
+
+
+@pytest.mark.filterwarnings(r"ignore:You are trying to `self.log\(\)`")
+def test_waveform_loss_items_subsamples_the_batch(monkeypatch) -> None:
+    # waveform_loss_items=k: the waveform loss sees the first k items only (the mel L1 all)
+    torch.manual_seed(0)
+    model = MelVAE(
+        mel={"preset": "tacotron2", "sample_rate": 16000},
+        hidden_channels=16,
+        waveform_loss_weight=0.5,
+        waveform_loss_n_iter=1,
+        waveform_loss_items=2,
+    )
+    seen: list[tuple[int, list[int]]] = []
+    original = model.waveform_loss.forward
+
+    def spy(mel, audio, lengths=None):
+        seen.append((mel.shape[0], [int(v) for v in lengths]))
+        return original(mel, audio, lengths=lengths)
+
+    monkeypatch.setattr(model.waveform_loss, "forward", spy)
+    audio = 0.1 * torch.randn(5, 8000)
+    lengths = torch.tensor([8000, 7000, 6000, 5000, 4000])
+    loss = model.training_step({"audio": audio, "lengths": lengths}, 0)
+    assert torch.isfinite(loss) and seen == [(2, [8000, 7000])]
+    with pytest.raises(ValueError, match="waveform_loss_items"):
+        MelVAE(waveform_loss_weight=0.5, waveform_loss_items=0)
