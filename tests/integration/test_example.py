@@ -281,3 +281,16 @@ def test_waveform_loss_items_subsamples_the_batch(monkeypatch) -> None:
     assert torch.isfinite(loss) and seen == [(2, [8000, 7000])]
     with pytest.raises(ValueError, match="waveform_loss_items"):
         MelVAE(waveform_loss_weight=0.5, waveform_loss_items=0)
+
+
+def test_waveform_loss_overlay_parses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # configs/waveform_loss.yaml turns the loss on with the settings README recommends
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    args = ["-c", EXAMPLE, "-c", str(ROOT / "configs" / "waveform_loss.yaml")]
+    args += [f"--trainer.default_root_dir={tmp_path}", f"--data.cache_dir={tmp_path}"]
+    cli = ExampleCLI(MelVAE, AudioDataModule, args=args, run=False)
+    model = cli.model
+    loss = model.waveform_loss
+    assert loss is not None and model.hparams.waveform_loss_weight == pytest.approx(0.03)
+    assert model.hparams.waveform_loss_items == 4 and loss.inverter.n_iter == 2
+    assert loss.init == "pghi-fast" and loss.reference == "inversion" and loss.mel_weight == 0.0
