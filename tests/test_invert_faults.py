@@ -96,6 +96,10 @@ def test_concurrent_overwrites_never_mix(tmp_path: Path) -> None:
     assert target.read_bytes() in contents
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_mid_run_stops_cleanly_with_a_summary(tmp_path: Path, config_16k: str, sig) -> None:
     _mels(tmp_path / "in", 24, frames=300)
@@ -105,6 +109,9 @@ def test_signal_mid_run_stops_cleanly_with_a_summary(tmp_path: Path, config_16k:
          str(out), "--config", config_16k, "--n-iter", "64", "--batch-size", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "SPECINV_LIGHTNING_COMPILE": "0"},  # no first-call compilation
+        # as started from a terminal: a shell's background job (CI under `cmd &`) inherits
+        # SIGINT ignored, and Python then keeps ignoring it
+        preexec_fn=_default_sigint,
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (out.exists() and any(out.glob("*.wav"))):
