@@ -29,7 +29,7 @@ __all__ = ["PeakModel", "peak_model", "peak_spectrum", "PEAK_ITERATIONS", "PEAK_
 #: Spacing of the lobe centres in bins.
 PEAK_STEP = 0.5
 #: Iteration cap of the non-negative fit (it stops earlier once the residual stalls).
-PEAK_ITERATIONS = 50
+PEAK_ITERATIONS = 100
 
 
 class PeakModel(NamedTuple):

@@ -196,3 +196,25 @@ def test_peak_model_also_without_mel_consistency() -> None:
     assert not torch.allclose(waves["pghi"], waves["pghi-fast"])
     # the fixed pinv magnitude bounds both (about -22 dB here): the peak phase does not hurt
     assert scores["pghi"] <= scores["pghi-fast"] + 0.1, scores
+
+
+def test_chord_of_pure_tones_beats_random_phases() -> None:
+    # the weakest class seen: stationary pure tones a few bins apart (A major, not a tuning
+    # clip). Measured: random -23.1 dB at 32 iterations, pghi-fast -25.2, pghi -26.1 (the
+    # issue's +5 dB is not reached on such chords; README says so)
+    cfg = MelConfig.from_preset("hifigan")
+    sr = cfg.sample_rate
+    t = torch.arange(int(2.0 * sr), dtype=torch.float64) / sr
+    x = sum(torch.sin(2 * math.pi * f * t) for f in (220.0, 277.18, 329.63, 440.0))
+    x = (0.5 * x * torch.exp(-0.8 * t) / x.abs().max()).float()[None]
+    mel = MelSpectrogram(cfg)(x)
+
+    def consistency(init: str, n_iter: int, seed: int = 0) -> float:
+        with torch.no_grad():
+            wave = MelInverter(cfg, n_iter=n_iter, init=init, seed=seed)(mel)
+        return float(mel_consistency(wave, mel, cfg))
+
+    random32 = sum(consistency("random", 32, seed) for seed in range(3)) / 3
+    fast32, pghi32 = consistency("pghi-fast", 32), consistency("pghi", 32)
+    assert pghi32 <= random32 - 2.0, (pghi32, random32)
+    assert pghi32 <= fast32 + 0.5, (pghi32, fast32)
