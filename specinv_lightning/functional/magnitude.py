@@ -89,7 +89,7 @@ def nnls_spectrum(
     fb: Tensor,
     fb_pinv: Tensor | None = None,
     max_iter: int = 300,
-    tol: float = 1e-4,
+    tol: float | None = 1e-4,
     lipschitz: float | None = None,
     check_every: int = 10,
 ) -> Tensor:
@@ -105,7 +105,9 @@ def nnls_spectrum(
         fb: Filterbank ``(n_mels, n_freqs)``.
         fb_pinv: Cached :func:`filterbank_pinv` (computed if missing).
         max_iter: Iteration cap.
-        tol: Stop when the relative residual improves by less than this between checks.
+        tol: Stop when the relative residual improves by less than this between checks (for
+            every item of the batch, so the iterations an item gets depend on its batch);
+            ``None``: always ``max_iter`` iterations (batch-independent results).
         lipschitz: Cached :func:`filterbank_lipschitz` (computed if missing).
         check_every: Iterations between convergence checks (each check synchronises the device).
     """
@@ -125,12 +127,14 @@ class _Stall:
     """True once the relative mel residual of every item improves by ``tol`` or less between
     two calls (each call synchronises the device)."""
 
-    def __init__(self, mel: Tensor, fb: Tensor, tol: float) -> None:
+    def __init__(self, mel: Tensor, fb: Tensor, tol: float | None) -> None:
         self.mel, self.fb, self.tol, self.prev = mel, fb, tol, None
         tiny = torch.finfo(mel.dtype).tiny
         self.norm = torch.linalg.vector_norm(mel.detach(), dim=(-2, -1)).clamp(min=tiny)
 
     def __call__(self, x: Tensor) -> bool:
+        if self.tol is None:  # a fixed number of iterations
+            return False
         with torch.no_grad():
             res = torch.linalg.vector_norm(torch.matmul(self.fb, x) - self.mel, dim=(-2, -1))
             res = res / self.norm
@@ -167,7 +171,7 @@ def _fista_(
 
     ``F`` is banded (a filter touches a contiguous run of columns), so both products run on
     blocks: groups of rows against the columns they touch, and blocks of columns against the rows
-    touching them. Each item is its own product, so results do not depend on the batch.
+    touching them.
     """
     rows_by_group, cols_by_block = _bands(fb)
     y, t = x.clone(), 1.0

@@ -28,7 +28,7 @@ __all__ = ["PeakModel", "peak_model", "peak_spectrum", "PEAK_ITERATIONS", "PEAK_
 
 #: Spacing of the lobe centres in bins.
 PEAK_STEP = 0.5
-#: Iteration cap of the non-negative fit (it stops earlier once the residual stalls).
+#: Iterations of the non-negative fit.
 PEAK_ITERATIONS = 100
 
 
@@ -99,8 +99,10 @@ def peak_spectrum(mel: Tensor, model: PeakModel, max_iter: int = PEAK_ITERATIONS
     ``(..., n_freqs, frames)`` made of window lobes whose mel is the linear mel ``M``.
 
     The fit is :func:`~specinv_lightning.functional.nnls_spectrum` (FISTA, warm-started from the
-    pseudo-inverse) over the lobes instead of the bins, capped at ``max_iter`` iterations. Each
-    frame is fitted on its own; items are independent. Not differentiated (an initial value).
+    pseudo-inverse) over the lobes instead of the bins, for exactly ``max_iter`` iterations (no
+    tolerance: it would stop when the slowest item of the batch does, making an item's result
+    depend on its batch). Each frame is fitted on its own; items are independent. Not
+    differentiated (an initial value).
 
     Args:
         mel: Linear mel ``(..., n_mels, frames)``, values >= 0, in the config's power domain.
@@ -113,6 +115,7 @@ def peak_spectrum(mel: Tensor, model: PeakModel, max_iter: int = PEAK_ITERATIONS
             model.mel_lobes,
             model.mel_lobes_pinv,
             max_iter=max_iter,
+            tol=None,  # always max_iter: a tolerance stops when the batch's slowest item does
             lipschitz=model.lipschitz,
         )
         return torch.matmul(model.lobes, weights)
