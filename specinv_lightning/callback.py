@@ -135,9 +135,8 @@ class InversionCallback(Callback):
         log_mel_images: Log the mel figure (needs matplotlib).
         inverter_kwargs: Extra :class:`~specinv_lightning.MelInverter` arguments. The initial
             phase is ``"pghi-fast"`` (per item, so scores do not depend on batching) unless
-            ``inverter_kwargs={"init": "pghi"}`` (3-9 dB more consistent audio, about 1.7x the
-            callback's CPU time). The
-            callback's inverter runs the eager kernels (``fused=False``) unless
+            ``inverter_kwargs={"init": "pghi"}`` (1-5 dB more consistent on speech, about 11 dB on
+            music, at about 1.7x the callback's CPU time). The callback's inverter runs the eager kernels (``fused=False``) unless
             ``inverter_kwargs={"fused": None}`` (compile where possible): at a bounded number of
             items, compiling costs more than it saves.
         name: Identifies this instance in checkpoints, media keys and folders; two instances
