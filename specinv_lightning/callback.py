@@ -35,7 +35,7 @@ from specinv_lightning.functional._guard import (
 )
 from specinv_lightning.functional.compression import compressed_floor, decompress
 from specinv_lightning.functional.metrics import frame_mask
-from specinv_lightning.inverse import MelInverter, ready_inverter
+from specinv_lightning.inverse import MelInverter, inverter_for
 from specinv_lightning.loggers import (
     AudioClip,
     MediaSink,
@@ -45,7 +45,7 @@ from specinv_lightning.loggers import (
     mel_figure,
     publish,
 )
-from specinv_lightning.mel import MelSpectrogram, as_config
+from specinv_lightning.mel import MelSpectrogram
 
 __all__ = ["InversionCallback"]
 
@@ -250,24 +250,17 @@ class InversionCallback(Callback):
         inverter_kwargs: dict[str, Any] | None,
     ) -> MelInverter:
         """The given ``inverter`` (checked), or one built from the shorthand arguments."""
-        if inverter is not None:
-            return ready_inverter(cls, inverter, config, shorthand, inverter_kwargs)
-        if config is None:
-            raise ValueError("config: expected a MelConfig, preset name or mapping, got None")
+        if inverter_kwargs and {"config", "n_iter", "mel_consistent"} & set(inverter_kwargs):
+            raise ValueError(
+                "inverter_kwargs: pass config, n_iter and mel_consistent as InversionCallback"
+                f" arguments, got keys {sorted(inverter_kwargs)}"
+            )
         # eager Griffin-Lim kernels unless asked: at a bounded number of items compiling the fused
         # ones (seconds, once per process; ~20 s cold on a 2-core CPU) costs more than it saves.
         # The initial phase without the peak-model fit: with it a CPU validation costs about
         # 1.7x as much (11.5% of the example's fit instead of 7.5%)
-        kwargs = {"fused": False, "init": "pghi-fast", **(inverter_kwargs or {})}
-        if "config" in kwargs or "n_iter" in kwargs or "mel_consistent" in kwargs:
-            raise ValueError(
-                "inverter_kwargs: pass config, n_iter and mel_consistent as InversionCallback"
-                f" arguments, got keys {sorted(kwargs)}"
-            )
-        try:
-            return MelInverter(as_config(config), **shorthand, **kwargs)
-        except TypeError as err:
-            raise ValueError(f"inverter_kwargs: {err}") from err
+        defaults = {"fused": False, "init": "pghi-fast"}
+        return inverter_for(cls, inverter, config, shorthand, inverter_kwargs, defaults)
 
     # ------------------------------------------------------------------ Lightning plumbing
     @property

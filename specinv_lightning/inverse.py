@@ -286,20 +286,32 @@ class MelInverter(nn.Module):
         )
 
 
-def ready_inverter(
+def inverter_for(
     owner: type,
     inverter: object,
     config: MelConfig | str | Mapping[str, Any] | None,
     shorthand: Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> MelInverter:
-    """Check a ready ``inverter`` passed to ``owner`` (the loss, the callback) with ``inverter=``.
+    """The inverter of ``owner`` (the loss, the callback): the ready ``inverter`` it was given,
+    checked, or one built from ``config``, its ``shorthand`` arguments (``n_iter``, ...), the
+    user's ``extra`` inverter arguments and the owner's ``defaults`` for them.
 
-    Raises ``ValueError`` when it is not a :class:`MelInverter`, when a shorthand argument of
-    ``owner.__init__`` that builds an inverter (``n_iter``, ...) differs from its default or extra
-    inverter arguments are given (a ready inverter would silently override them), or when
-    ``config`` is given and differs from the inverter's.
+    Raises ``ValueError`` when ``inverter`` is not a :class:`MelInverter`, when a shorthand
+    argument of ``owner.__init__`` differs from its default or extra arguments are given beside
+    a ready inverter (it would silently override them), when ``config`` is given and differs from
+    the inverter's, when neither is given, or when ``extra`` holds an unknown argument.
     """
+    if inverter is None:
+        if config is None:
+            raise ValueError("config: expected a MelConfig, preset name or mapping, got None")
+        try:
+            return MelInverter(
+                as_config(config), **shorthand, **{**(defaults or {}), **(extra or {})}
+            )
+        except TypeError as err:
+            raise ValueError(f"inverter_kwargs: {err}") from err
     if not isinstance(inverter, MelInverter):
         raise ValueError(f"inverter: expected a MelInverter, got {type(inverter).__name__}")
     params = inspect.signature(owner.__init__).parameters

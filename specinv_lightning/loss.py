@@ -22,8 +22,8 @@ from specinv_lightning.functional.metrics import (
     multi_resolution_stft_loss,
 )
 from specinv_lightning.functional.stft import stft
-from specinv_lightning.inverse import MelInverter, ready_inverter
-from specinv_lightning.mel import MelSpectrogram, as_config
+from specinv_lightning.inverse import MelInverter, inverter_for
+from specinv_lightning.mel import MelSpectrogram
 
 __all__ = ["MultiResolutionSTFTLoss", "WaveformReconstructionLoss"]
 
@@ -369,13 +369,9 @@ class WaveformReconstructionLoss(nn.Module):
         inverter_kwargs: dict[str, Any],
     ) -> MelInverter:
         """The given ``inverter`` (checked against ``config`` and the shorthand arguments), or
-        one built from them."""
-        if inverter is None:
-            if config is None:
-                raise ValueError("config: expected a MelConfig, preset name or mapping, got None")
-            start = "random" if init == "target" else init
-            return MelInverter(as_config(config), init=start, **shorthand, **inverter_kwargs)
-        return ready_inverter(cls, inverter, config, shorthand, inverter_kwargs)
+        one built from them (teacher forcing replaces the initial phase: build a random one)."""
+        start = {"init": "random" if init == "target" else init} if inverter is None else {}
+        return inverter_for(cls, inverter, config, shorthand, inverter_kwargs, start)
 
     def _validate(
         self, mel_pred: Tensor, target_wave: Tensor, lengths: Tensor | Sequence[int] | None
