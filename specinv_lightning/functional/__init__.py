@@ -28,7 +28,7 @@ from specinv_lightning.functional.metrics import (
     spectral_inconsistency,
     stft_loss,
 )
-from specinv_lightning.functional.peaks import peak_model, peak_spectrum
+from specinv_lightning.functional.peaks import peak_fit, peak_model, peak_spectrum
 from specinv_lightning.functional.pghi import pghi_phase
 from specinv_lightning.functional.phase import (
     ALGORITHMS,
@@ -64,6 +64,7 @@ __all__ = [
     "mel_filterbank",
     "mel_to_hz",
     "nnls_spectrum",
+    "peak_fit",
     "peak_model",
     "peak_spectrum",
     "pghi_phase",

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from specinv_lightning.config import MelConfig
-from specinv_lightning.functional.peaks import PeakModel, peak_spectrum
+from specinv_lightning.functional.peaks import PeakModel, peak_fit
 from specinv_lightning.functional.pghi import pghi_phase
 from specinv_lightning.functional.stft import istft, stft
 
@@ -40,8 +40,9 @@ def initial_phase(
             (:func:`~specinv_lightning.functional.pghi.pghi_phase`; deterministic, per item,
             needs ``config``). Given the ``mel`` and its ``peaks`` model, two phases are
             computed, one from ``magnitude`` and one from the mel's
-            :func:`~specinv_lightning.functional.peaks.peak_spectrum` (sharp harmonic peaks
-            where a mel band holds several bins), and each item keeps the one whose
+            :func:`~specinv_lightning.functional.peaks.peak_fit` (sharp harmonic peaks where a
+            mel band holds several bins, each partial's phase advancing at the fitted
+            frequency), and each item keeps the one whose
             one-projection resynthesis has the smaller mel error; without them, the phase of
             ``magnitude``. ``"pghi-fast"``: always the phase of ``magnitude`` (no peak fit, no
             comparison; about a quarter of the cost). ``"random"``: one phase ``(n_freqs, frames)``, uniform on the circle, shared by
@@ -102,10 +103,11 @@ def _best_pghi(magnitude: Tensor, mel: Tensor, config: MelConfig, peaks: PeakMod
     resynthesises (once, with ``magnitude``) to the smaller squared mel error."""
     with torch.no_grad():
         magnitude, mel = magnitude.detach(), mel.detach()
-        sharp = peak_spectrum(mel, peaks)
+        sharp, frequency = peak_fit(mel, peaks)
         if config.power == 2.0:
             sharp = sharp.clamp(min=0.0).sqrt()
-        phases = torch.stack((pghi_phase(magnitude, config), pghi_phase(sharp, config)))
+        fitted = pghi_phase(sharp, config, frequency=frequency)
+        phases = torch.stack((pghi_phase(magnitude, config), fitted))
         errors = _mel_error(magnitude, phases, mel, config, peaks)
         return torch.where((errors[1] < errors[0])[..., None, None], phases[1], phases[0])
 

@@ -24,7 +24,15 @@ from specinv_lightning.functional.magnitude import (
     nnls_spectrum,
 )
 
-__all__ = ["PeakModel", "peak_model", "peak_spectrum", "PEAK_ITERATIONS", "PEAK_STEP"]
+__all__ = [
+    "PeakFit",
+    "PeakModel",
+    "peak_fit",
+    "peak_model",
+    "peak_spectrum",
+    "PEAK_ITERATIONS",
+    "PEAK_STEP",
+]
 
 #: Spacing of the lobe centres in bins.
 PEAK_STEP = 0.5
@@ -42,6 +50,7 @@ class PeakModel(NamedTuple):
             ``W`` the window's transform normalised to ``W(0) = 1``.
         mel_lobes: ``F @ lobes`` ``(n_mels, n_lobes)``: the mel of each lobe.
         mel_lobes_pinv: Pseudo-inverse of ``mel_lobes`` (the fit's warm start).
+        centres: ``(n_lobes,)``: the centre ``c_j`` of each lobe in bins.
         lipschitz: Largest eigenvalue of ``mel_lobes^T mel_lobes`` (the fit's step size).
     """
 
@@ -50,11 +59,12 @@ class PeakModel(NamedTuple):
     lobes: Tensor
     mel_lobes: Tensor
     mel_lobes_pinv: Tensor
+    centres: Tensor
     lipschitz: float
 
     def to(self, dtype: torch.dtype, device: torch.device | None = None) -> PeakModel:
         """The same model with its tensors in ``dtype`` (and on ``device``)."""
-        moved = [t.to(device=device, dtype=dtype) for t in self[:5]]
+        moved = [t.to(device=device, dtype=dtype) for t in self[:6]]
         return PeakModel(*moved, self.lipschitz)
 
 
@@ -89,16 +99,30 @@ def peak_model(config: MelConfig, fb: Tensor, window: Tensor) -> PeakModel:
     lobes = torch.zeros_like(offsets)
     lobes[inside] = (transform / w.sum().clamp(min=torch.finfo(w.dtype).tiny)) ** config.power
     mel_lobes = fb @ lobes
-    return PeakModel(
-        fb, w, lobes, mel_lobes, filterbank_pinv(mel_lobes), filterbank_lipschitz(mel_lobes)
-    )
+    pinv, lipschitz = filterbank_pinv(mel_lobes), filterbank_lipschitz(mel_lobes)
+    return PeakModel(fb, w, lobes, mel_lobes, pinv, centres, lipschitz)
 
 
-def peak_spectrum(mel: Tensor, model: PeakModel, max_iter: int = PEAK_ITERATIONS) -> Tensor:
-    """``lobes @ a`` with ``a = argmin_{a >= 0} ||mel_lobes a - M||``: a spectrum ``|X|^power``
-    ``(..., n_freqs, frames)`` made of window lobes whose mel is the linear mel ``M``.
+class PeakFit(NamedTuple):
+    """What :func:`peak_fit` returns, both ``(..., n_freqs, frames)``.
 
-    The fit is :func:`~specinv_lightning.functional.nnls_spectrum` (FISTA, warm-started from the
+    Attributes:
+        spectrum: ``lobes @ a``: the fitted ``|X|^power``.
+        frequency: Per bin, the mean centre (in bins) of the lobes that make up its value,
+            weighted by their contribution ``a_j |W(k - c_j)|^power``: the frequency of the
+            partial the bin belongs to. A partial between two lobe centres is fitted by both, and
+            this mean falls between them, at the partial; where no lobe reaches, the bin itself.
+    """
+
+    spectrum: Tensor
+    frequency: Tensor
+
+
+def peak_fit(mel: Tensor, model: PeakModel, max_iter: int = PEAK_ITERATIONS) -> PeakFit:
+    """The peak spectrum of the linear mel ``M`` and each bin's partial frequency.
+
+    The weights are ``a = argmin_{a >= 0} ||mel_lobes a - M||``, fitted with
+    :func:`~specinv_lightning.functional.nnls_spectrum` (FISTA, warm-started from the
     pseudo-inverse) over the lobes instead of the bins, for exactly ``max_iter`` iterations (no
     tolerance: it would stop when the slowest item of the batch does, making an item's result
     depend on its batch). Each frame is fitted on its own; items are independent. Not
@@ -118,4 +142,24 @@ def peak_spectrum(mel: Tensor, model: PeakModel, max_iter: int = PEAK_ITERATIONS
             tol=None,  # always max_iter: a tolerance stops when the batch's slowest item does
             lipschitz=model.lipschitz,
         )
-        return torch.matmul(model.lobes, weights)
+        spectrum = torch.matmul(model.lobes, weights)
+        moment = torch.matmul(model.lobes, weights * model.centres[:, None])
+        bins = torch.arange(spectrum.shape[-2], dtype=spectrum.dtype, device=spectrum.device)
+        tiny = torch.finfo(spectrum.dtype).tiny
+        frequency = torch.where(
+            spectrum > 0, moment / spectrum.clamp(min=tiny), bins[:, None].expand_as(spectrum)
+        )
+        return PeakFit(spectrum, frequency)
+
+
+def peak_spectrum(mel: Tensor, model: PeakModel, max_iter: int = PEAK_ITERATIONS) -> Tensor:
+    """``lobes @ a`` with ``a = argmin_{a >= 0} ||mel_lobes a - M||``: a spectrum ``|X|^power``
+    ``(..., n_freqs, frames)`` made of window lobes whose mel is the linear mel ``M``
+    (:func:`peak_fit`'s ``spectrum``).
+
+    Args:
+        mel: Linear mel ``(..., n_mels, frames)``, values >= 0, in the config's power domain.
+        model: :func:`peak_model` of the config, in ``mel``'s dtype and device.
+        max_iter: Iteration cap of the fit.
+    """
+    return peak_fit(mel, model, max_iter).spectrum

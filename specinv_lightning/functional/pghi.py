@@ -31,7 +31,13 @@ GAUSSIAN_EQUIVALENT = {
 _FLOOR = 1e-10  # log floor relative to each item's maximum magnitude
 
 
-def pghi_phase(magnitude: Tensor, config: MelConfig, window: Tensor | None = None) -> Tensor:
+def pghi_phase(
+    magnitude: Tensor,
+    config: MelConfig,
+    window: Tensor | None = None,
+    *,
+    frequency: Tensor | None = None,
+) -> Tensor:
     r"""Initial phase ``(..., n_freqs, frames)`` in radians for a magnitude, by peak-path PGHI.
 
     PGHI (Prusa, Balazs & Sondergaard 2017) reads the phase gradient off the log-magnitude
@@ -90,6 +96,14 @@ def pghi_phase(magnitude: Tensor, config: MelConfig, window: Tensor | None = Non
     """
     magnitude = check_magnitude(magnitude, config)
     gamma, centre = _window_params(config, window)
+    if frequency is not None:
+        frequency = check_tensor(frequency, "frequency")
+        if frequency.shape != magnitude.shape or frequency.is_complex():
+            raise ValueError(
+                f"frequency: expected a real tensor of the magnitude's shape"
+                f" {tuple(magnitude.shape)}, got {tuple(frequency.shape)} of dtype {frequency.dtype}"
+            )
+        check_finite(frequency, "frequency")
     with torch.no_grad():
         work_dtype = magnitude.dtype if magnitude.dtype == torch.float64 else torch.float32
         n_freqs, num_frames = magnitude.shape[-2:]
@@ -98,8 +112,12 @@ def pghi_phase(magnitude: Tensor, config: MelConfig, window: Tensor | None = Non
         logs = _log_magnitude(mag.to(work_dtype).contiguous())
         hop, n_fft = config.hop_length, config.n_fft
         bins = torch.arange(n_freqs, device=logs.device, dtype=work_dtype)
-        tgrad = (hop * n_fft / gamma) * _centred_diff(logs, -1, edges=False)
-        tgrad = tgrad + (2 * math.pi * hop / n_fft) * bins
+        if frequency is None:
+            tgrad = (hop * n_fft / gamma) * _centred_diff(logs, -1, edges=False)
+            tgrad = tgrad + (2 * math.pi * hop / n_fft) * bins
+        else:
+            freq = frequency.detach().reshape(-1, n_freqs, num_frames).transpose(-1, -2)
+            tgrad = (2 * math.pi * hop / n_fft) * freq.to(work_dtype)
         fgrad = -(gamma / (hop * n_fft)) * _centred_diff(logs, -2, edges=True)
         owner = _owners(logs)
         psi = _follow_owners(_wrap(_increments(tgrad, fgrad, owner)), owner)

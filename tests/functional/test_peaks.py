@@ -15,7 +15,7 @@ from specinv_lightning.functional import (
     nnls_spectrum,
     pghi_phase,
 )
-from specinv_lightning.functional.peaks import PEAK_STEP, peak_model, peak_spectrum
+from specinv_lightning.functional.peaks import PEAK_STEP, peak_fit, peak_model, peak_spectrum
 
 
 def _model(cfg: MelConfig, dtype: torch.dtype = torch.float32):
@@ -88,6 +88,30 @@ def test_peak_spectrum_finds_the_harmonics(f0: float) -> None:
     assert float((fitted - lin).norm() / lin.norm()) < 0.05
 
 
+@pytest.mark.parametrize("f0", [196.0, 233.0, 311.0])
+def test_peak_fit_frequency_tracks_the_partials(f0: float) -> None:
+    # at the peak bin nearest each partial, frame after frame, the fit's frequency is the
+    # partial's to a tenth of a bin (measured rms 0.02-0.11); silence keeps each bin's own
+    cfg = MelConfig.from_preset("hifigan")
+    inv, model = _model(cfg)
+    mel = MelSpectrogram(cfg)(_harmonic(f0, cfg.sample_rate).float()[None])
+    fit = peak_fit(inv._decompress(mel), model)
+    spectrum, frequency = fit.spectrum[0, :, 10:75], fit.frequency[0, :, 10:75]
+    assert fit.frequency.shape == fit.spectrum.shape == (1, cfg.n_freqs, mel.shape[-1])
+    for h in range(1, 6):
+        partial = h * f0 * cfg.n_fft / cfg.sample_rate
+        near = torch.arange(int(partial) - 1, int(partial) + 3)
+        peak = near[spectrum[near].argmax(0)]
+        estimate = frequency.gather(0, peak[None])[0]
+        rms = float((estimate - partial).square().mean().sqrt())
+        assert rms < 0.15, (h, rms)
+    silent = peak_fit(torch.zeros(1, cfg.n_mels, 3), model)
+    assert torch.equal(silent.spectrum, torch.zeros_like(silent.spectrum))
+    bins = torch.arange(cfg.n_freqs, dtype=torch.float32)[:, None].expand(-1, 3)
+    assert torch.equal(silent.frequency[0], bins)
+    assert torch.equal(peak_spectrum(inv._decompress(mel), model), fit.spectrum)
+
+
 def test_pinv_misplaces_partials_the_peak_spectrum_finds() -> None:
     # why the peak model exists: the pseudo-inverse puts some partials a bin off
     cfg = MelConfig.from_preset("hifigan")
@@ -137,7 +161,8 @@ def test_choice_is_per_item_and_batch_independent(speech) -> None:
         assert torch.equal(both[i], alone[0])
     # each item's phase is one of the two candidates
     fast = pghi_phase(mag, cfg)
-    sharp = pghi_phase(peak_spectrum(lin, model), cfg)
+    fit = peak_fit(lin, model)
+    sharp = pghi_phase(fit.spectrum, cfg, frequency=fit.frequency)
     for i in range(2):
         assert torch.equal(both[i], fast[i]) or torch.equal(both[i], sharp[i])
 
@@ -198,14 +223,27 @@ def test_peak_model_also_without_mel_consistency() -> None:
     assert scores["pghi"] <= scores["pghi-fast"] + 0.1, scores
 
 
-def test_chord_of_pure_tones_beats_random_phases() -> None:
-    # the weakest class seen: stationary pure tones a few bins apart (A major, not a tuning
-    # clip). Measured: random -23.1 dB at 32 iterations, pghi-fast -25.2, pghi -26.1 (the
-    # issue's +5 dB is not reached on such chords; README says so)
+# (tones in Hz, margins in dB at 32 iterations over random and over pghi-fast). Measured,
+# random the mean of 3 seeds, pghi-fast, pghi at 8 and at 32 iterations:
+# A major -23.1, -25.2, -24.4, -26.3; C minor -22.4, -23.4, -23.4, -27.1. With PGHI's own
+# log-magnitude frequency instead of the fit's: A major -23.8 and -26.1; C minor -22.1 (behind
+# random at 32) and -25.4, which fails the C minor margins.
+CHORDS = {
+    "A major": ((220.0, 277.18, 329.63, 440.0), 2.5, 0.5),
+    "C minor": ((261.63, 311.13, 392.0), 4.0, 3.0),
+}
+
+
+@pytest.mark.parametrize("chord", list(CHORDS))
+def test_chord_of_pure_tones_beats_random_phases(chord: str) -> None:
+    # the weakest class seen: stationary pure tones a few bins apart (not tuning clips). The
+    # issue's +5 dB at 32 iterations is not reached on such chords (README says so); 8 PGHI
+    # iterations reach 32 random ones.
+    tones, over_random, over_fast = CHORDS[chord]
     cfg = MelConfig.from_preset("hifigan")
     sr = cfg.sample_rate
     t = torch.arange(int(2.0 * sr), dtype=torch.float64) / sr
-    x = sum(torch.sin(2 * math.pi * f * t) for f in (220.0, 277.18, 329.63, 440.0))
+    x = sum(torch.sin(2 * math.pi * f * t) for f in tones)
     x = (0.5 * x * torch.exp(-0.8 * t) / x.abs().max()).float()[None]
     mel = MelSpectrogram(cfg)(x)
 
@@ -216,5 +254,6 @@ def test_chord_of_pure_tones_beats_random_phases() -> None:
 
     random32 = sum(consistency("random", 32, seed) for seed in range(3)) / 3
     fast32, pghi32 = consistency("pghi-fast", 32), consistency("pghi", 32)
-    assert pghi32 <= random32 - 2.0, (pghi32, random32)
-    assert pghi32 <= fast32 + 0.5, (pghi32, fast32)
+    assert pghi32 <= random32 - over_random, (pghi32, random32)
+    assert pghi32 <= fast32 - over_fast, (pghi32, fast32)
+    assert consistency("pghi", 8) <= random32 - 0.5

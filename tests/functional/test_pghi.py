@@ -264,3 +264,34 @@ def test_bad_magnitude_raises(bad: Tensor) -> None:
 def test_bad_window_raises() -> None:
     with pytest.raises(ValueError, match="window"):
         pghi_phase(torch.ones(CFG.n_freqs, 4), CFG, window=torch.ones(CFG.n_fft - 1))
+
+
+def test_given_frequency_sets_the_phase_advance() -> None:
+    # a pure tone between two bins: with its true frequency, the peak's phase advances by
+    # exactly 2 pi hop f / n_fft per frame (the log-magnitude estimate is close, not exact)
+    sr, f = HIFIGAN.sample_rate, 1000.3
+    t = torch.arange(sr, dtype=torch.float64) / sr
+    mag = stft(torch.sin(2 * math.pi * f * t), HIFIGAN).abs()
+    bins = f * HIFIGAN.n_fft / sr
+    frequency = torch.full_like(mag, bins)
+    k = round(bins)
+    expected = 2 * math.pi * HIFIGAN.hop_length * bins / HIFIGAN.n_fft
+    errors = {}
+    for name, given in (("given", frequency), ("estimated", None)):
+        phase = pghi_phase(mag, HIFIGAN, frequency=given)
+        errors[name] = float(_wrap(phase[k, 11:70] - phase[k, 10:69] - expected).abs().max())
+    assert errors["given"] < 1e-9 < errors["estimated"] < 0.05, errors
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        torch.ones(CFG.n_freqs, 5),
+        torch.ones(CFG.n_freqs, 4, dtype=torch.complex64),
+        torch.full((CFG.n_freqs, 4), float("inf")),
+    ],  # fmt: skip
+    ids=["shape", "complex", "inf"],
+)
+def test_bad_frequency_raises(bad: Tensor) -> None:
+    with pytest.raises(ValueError, match="frequency"):
+        pghi_phase(torch.ones(CFG.n_freqs, 4), CFG, frequency=bad)
