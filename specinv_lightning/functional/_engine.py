@@ -18,6 +18,7 @@ an optional :class:`MelConstraint` (mel-consistent phase retrieval).
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import NamedTuple
@@ -48,6 +49,10 @@ from specinv_lightning.functional.peaks import PeakModel
 from specinv_lightning.functional.stft import make_window
 
 POWER_FLOOR = 1e-12  # keeps d sqrt(x)/dx finite for power spectra
+# init="pghi" judges its two candidate phases after this many iterations of the loop itself: a
+# single projection prefers the peak phase on chords where it stalls (partials under ~2.5 bins
+# apart) and the magnitude's phase, or random, ends ahead
+PGHI_PROBE = 2
 # Working set of one item in the no-autograd loop, in elements per frame: the iSTFT frames
 # (n_fft) and about seven spectrogram-sized real buffers (t_n, t_(n-1), c: complex; |t|: real).
 CPU_CHUNK_BYTES = 24 * 2**20
@@ -246,8 +251,14 @@ def retrieve(
     natural = config.num_samples(num_frames)
     loop = _Loop(config, plan, weights, n_iter, natural)
     out_len = natural if length is None else length
-    phase = initial_phase(magnitude, init, generator, config, mel=mel, peaks=peaks)
     mags = magnitude.reshape(-1, n_freqs, num_frames)
+    probe = None
+    if n_iter > 0 and isinstance(init, str) and init == "pghi":
+        short = loop._replace(n_iter=min(n_iter, PGHI_PROBE))
+        probe = functools.partial(
+            _probe, mags=mags, constraint=constraint, loop=short, engine=engine
+        )
+    phase = initial_phase(magnitude, init, generator, config, mel=mel, peaks=peaks, probe=probe)
     if phase.dim() > 2:
         phase = phase.reshape(mags.shape)
     with engine.autograd():
@@ -258,6 +269,28 @@ def retrieve(
         ]  # fmt: skip
     wave = waves[0] if len(waves) == 1 else torch.cat(waves)
     return wave.reshape(*batch_shape, out_len)
+
+
+def _probe(
+    phases: Tensor, mags: Tensor, constraint: MelConstraint | None, loop: _Loop, engine: Engine
+) -> tuple[Tensor, Tensor]:
+    """``(|P_A(c_N)|, angle P_A(c_N))`` after ``loop.n_iter`` iterations from each of the stacked
+    phases ``(candidates, ..., n_freqs, frames)`` (without autograd; items stay independent)."""
+    count = phases.shape[0]
+    phase = phases.reshape(-1, *mags.shape[-2:])
+    stacked = mags.detach().repeat(count, 1, 1)
+    both = (
+        None
+        if constraint is None
+        else replace(constraint, mel=constraint.mel.detach().repeat(count, 1, 1))
+    )
+    with torch.no_grad():
+        specs = [
+            _run(stacked[a:b], p, c, loop, engine, detach_phase=True, checkpoint=False)
+            for a, b, p, c in _chunks(engine.chunk, stacked.shape[0], phase, both)
+        ]
+    spec = torch.cat(specs).transpose(-1, -2).reshape(phases.shape)
+    return spec.abs(), spec.angle()
 
 
 def _chunks(

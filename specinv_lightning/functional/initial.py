@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal, get_args
 
 import torch
@@ -17,10 +18,13 @@ from specinv_lightning.functional.peaks import PeakModel, peak_fit
 from specinv_lightning.functional.pghi import pghi_phase
 from specinv_lightning.functional.stft import istft, stft
 
-__all__ = ["INITS", "Init", "initial_phase"]
+__all__ = ["INITS", "Init", "Probe", "initial_phase"]
 
 Init = Literal["pghi", "pghi-fast", "random", "zeros"]
 INITS: tuple[str, ...] = get_args(Init)
+#: Runs a few iterations of the caller's phase retrieval from stacked candidate phases
+#: ``(candidates, ..., n_freqs, frames)`` and returns ``(magnitudes, phases)`` after them.
+Probe = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
 def initial_phase(
@@ -31,6 +35,7 @@ def initial_phase(
     *,
     mel: Tensor | None = None,
     peaks: PeakModel | None = None,
+    probe: Probe | None = None,
 ) -> Tensor:
     """Phase in radians to start phase retrieval from, broadcastable to ``magnitude``.
 
@@ -42,8 +47,9 @@ def initial_phase(
             computed, one from ``magnitude`` and one from the mel's
             :func:`~specinv_lightning.functional.peaks.peak_fit` (sharp harmonic peaks where a
             mel band holds several bins, each partial's phase advancing at the fitted
-            frequency), and each item keeps the one whose
-            one-projection resynthesis has the smaller mel error; without them, the phase of
+            frequency), and each item keeps the one whose resynthesis has the smaller mel error:
+            after the ``probe``'s iterations, or after one projection without a probe; without
+            them, the phase of
             ``magnitude``. ``"pghi-fast"``: always the phase of ``magnitude`` (no peak fit, no
             comparison; about a quarter of the cost). ``"random"``: one phase ``(n_freqs, frames)``, uniform on the circle, shared by
             every item, drawn frame by frame (in float32, then cast) so that an item's phase
@@ -58,6 +64,9 @@ def initial_phase(
             (used by ``"pghi"``).
         peaks: :func:`~specinv_lightning.functional.peaks.peak_model` of ``config`` in
             ``magnitude``'s dtype and device (used by ``"pghi"`` with ``mel``).
+        probe: For ``"pghi"`` with ``mel`` and ``peaks``: a :data:`Probe` running a few
+            iterations of the caller's loop, by which the two phases are judged (the engine
+            passes its own; the chosen phase is still the initial one, not the probed one).
 
     Returns:
         Real phases of ``magnitude``'s dtype and device: ``(n_freqs, frames)`` for ``"random"``
@@ -87,7 +96,7 @@ def initial_phase(
         if config is None:
             raise ValueError(f"config: init={init!r} needs the STFT config of the magnitude")
         if init == "pghi" and mel is not None and peaks is not None:
-            return _best_pghi(magnitude, mel, config, peaks)
+            return _best_pghi(magnitude, mel, config, peaks, probe)
         return pghi_phase(magnitude, config)
     if init == "zeros":
         return torch.zeros(n_freqs, num_frames, dtype=dtype, device=device)
@@ -98,9 +107,12 @@ def initial_phase(
     raise ValueError(f"init: expected one of {INITS} or a tensor, got {init!r}")
 
 
-def _best_pghi(magnitude: Tensor, mel: Tensor, config: MelConfig, peaks: PeakModel) -> Tensor:
+def _best_pghi(
+    magnitude: Tensor, mel: Tensor, config: MelConfig, peaks: PeakModel, probe: Probe | None
+) -> Tensor:
     """Per item, the PGHI phase of ``magnitude`` or of the mel's peak spectrum, whichever
-    resynthesises (once, with ``magnitude``) to the smaller squared mel error."""
+    resynthesises to the smaller squared mel error: after ``probe``'s iterations from each, or
+    with ``magnitude`` after one projection."""
     with torch.no_grad():
         magnitude, mel = magnitude.detach(), mel.detach()
         sharp, frequency = peak_fit(mel, peaks)
@@ -108,14 +120,16 @@ def _best_pghi(magnitude: Tensor, mel: Tensor, config: MelConfig, peaks: PeakMod
             sharp = sharp.clamp(min=0.0).sqrt()
         fitted = pghi_phase(sharp, config, frequency=frequency)
         phases = torch.stack((pghi_phase(magnitude, config), fitted))
-        errors = _mel_error(magnitude, phases, mel, config, peaks)
+        mags, ahead = (magnitude, phases) if probe is None else probe(phases)
+        errors = _mel_error(mags, ahead, mel, config, peaks)
         return torch.where((errors[1] < errors[0])[..., None, None], phases[1], phases[0])
 
 
 def _mel_error(
     magnitude: Tensor, phases: Tensor, mel: Tensor, config: MelConfig, peaks: PeakModel
 ) -> Tensor:
-    """``||F |STFT(ISTFT(magnitude e^(i phase)))|^power - M||^2`` per phase and item."""
+    """``||F |STFT(ISTFT(magnitude e^(i phase)))|^power - M||^2`` per phase and item
+    (``magnitude`` broadcast to ``phases``)."""
     num_frames = magnitude.shape[-1]
     wave = istft(torch.polar(magnitude.expand_as(phases), phases), config, window=peaks.window)
     again = stft(wave, config, window=peaks.window)[..., :num_frames].abs()
