@@ -63,8 +63,9 @@ class MelInverter(nn.Module):
         beta: AGLA ``beta``.
         gamma: AGLA ``gamma``.
         init: Initial phase: ``"pghi"`` (default: phase-gradient integration, deterministic and
-            per item, from the better of the magnitude estimate and the mel's peak spectrum;
-            Griffin-Lim then starts far closer to a consistent spectrogram), ``"pghi-fast"``
+            per item, from the better of the magnitude estimate and the mel's peak spectrum
+            after two iterations of this inverter's loop; Griffin-Lim then starts far closer to
+            a consistent spectrogram), ``"pghi-fast"``
             (from the magnitude estimate only: cheaper, weaker on harmonic sounds),
             ``"random"`` or ``"zeros"`` (see
             :func:`~specinv_lightning.functional.initial_phase`; a tensor can be passed to

@@ -134,7 +134,8 @@ def griffin_lim(
         beta: ``beta`` of AGLA.
         gamma: ``gamma`` of AGLA.
         init: Initial phase, see :func:`initial_phase` (with ``mel``, ``"pghi"`` also tries the
-            mel's peak spectrum).
+            mel's peak spectrum and keeps, per item, the phase that is more mel-consistent after
+            two iterations of this loop).
         generator: Random generator for ``init="random"``.
         length: Output length in samples (default :meth:`MelConfig.num_samples`).
         mel: Optional linear (uncompressed) mel ``(..., n_mels, frames)`` in the config's

@@ -1,0 +1,196 @@
+"""Initial phase per clip: mel consistency after 8 and 32 iterations for each ``init``.
+
+For every clip and preset: the mel of the clip is inverted with ``MelInverter(init=...)`` for
+``random`` (mean over ``--seeds`` seeds), ``pghi-fast`` and the default ``pghi``, and, as a
+reference no mel-based init can beat by much, PGHI computed from the clip's *true* STFT magnitude
+(``pghi_phase(|X|)``, given as the initial phase; ``--no-oracle`` skips it). Printed as a Markdown
+table: mel consistency (dB, lower is better) at 8 / 32 iterations, ``gain`` = random at 32 minus
+``pghi`` at 32, ``8 vs 32`` = random at 32 minus ``pghi`` at 8 (positive: 8 default iterations
+beat 32 random ones).
+
+Clip sets (``--sets``):
+
+- ``speech``: the test clip (``arctic``) and espeak-ng voices (``en-us``, ``en+f3``, ``de``,
+  ``fr``; skipped when ``espeak-ng`` is not installed);
+- ``music``: a plucked harmonic melody with vibrato and a decaying C major chord of pure tones
+  with a little noise (the clip the peak fit's iteration cap was chosen on);
+- ``chords``: A major, G major and C minor chords of pure tones (2 s, decaying);
+- ``low``: eight chords rooted at A2-B3 in close position (triads, sevenths, octaves), pure
+  tones (``p``) and six-partial tones (``h``) with random starting phases: partials 2-4 bins
+  apart, which the mel of a 1024-point STFT does not resolve.
+
+Usage::
+
+    python benchmarks/initial_phase.py                                  # hifigan, all sets
+    python benchmarks/initial_phase.py --presets vocos librosa styletts2 --sets speech music
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from specinv_lightning import MelConfig, MelInverter, MelSpectrogram
+from specinv_lightning.functional import mel_consistency, pghi_phase, stft
+
+ASSET = Path(__file__).resolve().parents[1] / "tests" / "assets" / "arctic_a0007.wav"
+SR = 22050
+VOICES = {
+    "en-us": ("en-us", "The quick brown fox jumps over the lazy dog near the quiet river bank."),
+    "en+f3": ("en+f3", "She sells sea shells by the sea shore, and the shells she sells are real."),
+    "de": ("de", "Der schnelle braune Fuchs springt heute ueber den faulen Hund am Fluss."),
+    "fr": ("fr", "Le vif renard brun saute par-dessus le chien paresseux au bord de l'eau."),
+}
+
+
+def _resample(x: np.ndarray, sr: int) -> np.ndarray:
+    t = np.arange(int(len(x) * SR / sr)) * sr / SR
+    return np.interp(t, np.arange(len(x)), x)
+
+
+def speech() -> dict[str, np.ndarray]:
+    x, sr = sf.read(ASSET, dtype="float64")
+    clips = {"arctic": _resample(x, sr)}
+    if shutil.which("espeak-ng") is None:
+        print("espeak-ng not found: speech set is the test clip only")
+        return clips
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (voice, text) in VOICES.items():
+            path = Path(tmp) / f"{name}.wav"
+            subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True)
+            y, sr = sf.read(path, dtype="float64")
+            clips[name] = _resample(y, sr)
+    return clips
+
+
+def _tones(freqs: tuple[float, ...], seconds: float = 2.0, decay: float = 0.8) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    x = sum(np.sin(2 * np.pi * f * t) for f in freqs) * np.exp(-decay * t)
+    return x / np.abs(x).max() * 0.5
+
+
+def music() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    t = np.arange(int(4.0 * SR)) / SR
+    melody = np.zeros_like(t)
+    notes, dur = [220, 247, 262, 294, 330, 349, 392, 440], 0.5
+    for i in range(8):
+        f0 = notes[rng.integers(len(notes))] * (2 if rng.random() < 0.3 else 1)
+        m = (t >= i * dur) & (t < (i + 1) * dur)
+        tt = t[m] - i * dur
+        vib = 1 + 0.006 * np.sin(2 * np.pi * 5.5 * tt)
+        env = np.exp(-2.5 * tt) * np.minimum(1, tt / 0.01)
+        for h in range(1, 8):
+            melody[m] += env * (0.6**h) * np.sin(2 * np.pi * h * f0 * np.cumsum(vib) / SR)
+    t3 = np.arange(int(3.0 * SR)) / SR
+    chord = sum(
+        np.sin(2 * np.pi * f * t3) * np.exp(-0.8 * t3) for f in (261.6, 329.6, 392.0, 523.3)
+    )
+    chord = chord + 0.05 * np.random.default_rng(0).standard_normal(len(t3)) * np.exp(-3 * t3)
+    return {
+        "melody": melody / np.abs(melody).max() * 0.5,
+        "chord": chord / np.abs(chord).max() * 0.5,
+    }
+
+
+def chords() -> dict[str, np.ndarray]:
+    return {
+        "A major": _tones((220, 277.18, 329.63, 440)),
+        "G major": _tones((196, 246.94, 293.66, 392)),
+        "C minor": _tones((261.63, 311.13, 392)),
+    }
+
+
+def _low_chord(seed: int, partials: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    root = rng.integers(45, 60)  # A2 .. B3
+    kind = [(0, 4, 7), (0, 3, 7), (0, 4, 7, 12), (0, 4, 7, 11), (0, 3, 7, 10)][rng.integers(5)]
+    t = np.arange(int(2.0 * SR)) / SR
+    x = np.zeros_like(t)
+    decay = rng.uniform(0.5, 3.0)
+    for step in kind:
+        f0 = 440.0 * 2 ** ((root + step - 69) / 12)
+        for h in range(1, partials + 1):
+            if h * f0 > 7000:
+                break
+            x += (
+                (0.7 ** (h - 1))
+                * np.sin(2 * np.pi * h * f0 * t + rng.uniform(0, 2 * np.pi))
+                * (np.exp(-decay * h**0.5 * t))
+            )
+    x *= np.minimum(1, t / 0.005)
+    return x / np.abs(x).max() * 0.5
+
+
+def low() -> dict[str, np.ndarray]:
+    clips = {}
+    for partials, tag in ((1, "p"), (6, "h")):
+        for seed in range(8):
+            clips[f"low {tag}{seed}"] = _low_chord(seed, partials)
+    return clips
+
+
+SETS = {"speech": speech, "music": music, "chords": chords, "low": low}
+
+
+def consistency(
+    cfg: MelConfig, mel: torch.Tensor, n_iter: int, phase: torch.Tensor | None = None, **kwargs
+) -> float:
+    """Mel consistency (dB) of ``MelInverter(cfg, n_iter, **kwargs)`` from ``phase`` if given."""
+    inverter = MelInverter(cfg, n_iter=n_iter, **kwargs)
+    with torch.no_grad():
+        wave = inverter(mel) if phase is None else inverter(mel, init=phase)
+    return float(mel_consistency(wave, mel, cfg))
+
+
+def row(cfg: MelConfig, clip: np.ndarray, seeds: int, oracle: bool) -> dict[str, tuple]:
+    x = torch.tensor(clip, dtype=torch.float32)[None]
+    mel = MelSpectrogram(cfg)(x)
+    out = {}
+    for n in (8, 32):
+        out.setdefault("random", []).append(
+            statistics.mean(consistency(cfg, mel, n, init="random", seed=s) for s in range(seeds))
+        )
+        out.setdefault("pghi-fast", []).append(consistency(cfg, mel, n, init="pghi-fast"))
+        out.setdefault("pghi", []).append(consistency(cfg, mel, n))
+    if oracle:
+        true = stft(x.double(), cfg)[..., : mel.shape[-1]].abs()
+        phase = pghi_phase(true, cfg).float()
+        out["oracle"] = [consistency(cfg, mel, n, phase) for n in (8, 32)]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--presets", nargs="+", default=["hifigan"])
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    parser.add_argument("--seeds", type=int, default=5, help="random-phase seeds averaged")
+    parser.add_argument("--no-oracle", action="store_true")
+    args = parser.parse_args()
+    clips = {name: x for s in args.sets for name, x in SETS[s]().items()}
+    columns = ["preset", "clip", "random", "pghi-fast", "pghi (default)"]
+    columns += [] if args.no_oracle else ["PGHI of true \\|X\\|"]
+    columns += ["gain at 32", "8 vs 32"]
+    print("| " + " | ".join(columns) + " |")
+    print("|---" * len(columns) + "|")
+    for preset in args.presets:
+        cfg = MelConfig.from_preset(preset, sample_rate=SR)
+        for name, clip in clips.items():
+            r = row(cfg, clip, args.seeds, not args.no_oracle)
+            cells = " | ".join(f"{a:.1f} / {b:.1f}" for a, b in r.values())
+            gain, early = r["random"][1] - r["pghi"][1], r["random"][1] - r["pghi"][0]
+            print(f"| {preset} | {name} | {cells} | {gain:+.1f} | {early:+.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
