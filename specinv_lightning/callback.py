@@ -136,7 +136,7 @@ class InversionCallback(Callback):
         inverter_kwargs: Extra :class:`~specinv_lightning.MelInverter` arguments. The initial
             phase is ``"pghi-fast"`` (per item, so scores do not depend on batching) unless
             ``inverter_kwargs={"init": "pghi"}`` (1-5 dB more consistent on speech, about 11 dB on
-            music, at about 1.7x the callback's CPU time). The callback's inverter runs the eager kernels (``fused=False``) unless
+            music, at about 1.8x the callback's CPU time). The callback's inverter runs the eager kernels (``fused=False``) unless
             ``inverter_kwargs={"fused": None}`` (compile where possible): at a bounded number of
             items, compiling costs more than it saves.
         name: Identifies this instance in checkpoints, media keys and folders; two instances
@@ -258,7 +258,7 @@ class InversionCallback(Callback):
         # eager Griffin-Lim kernels unless asked: at a bounded number of items compiling the fused
         # ones (seconds, once per process; ~20 s cold on a 2-core CPU) costs more than it saves.
         # The initial phase without the peak-model fit: with it a CPU validation costs about
-        # 1.7x as much (11.5% of the example's fit instead of 7.5%)
+        # 1.7x as much (11.5% of the example's fit instead of 7.5%), plus its probe's 0.2 s
         defaults = {"fused": False, "init": "pghi-fast"}
         return inverter_for(cls, inverter, config, shorthand, inverter_kwargs, defaults)
 
