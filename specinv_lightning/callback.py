@@ -136,7 +136,7 @@ class InversionCallback(Callback):
         inverter_kwargs: Extra :class:`~specinv_lightning.MelInverter` arguments. The initial
             phase is ``"pghi-fast"`` (per item, so scores do not depend on batching) unless
             ``inverter_kwargs={"init": "pghi"}`` (1-5 dB more consistent on speech, about 11 dB on
-            music, at about 1.8x the callback's CPU time). The callback's inverter runs the eager kernels (``fused=False``) unless
+            music, at about 1.9x the callback's CPU time). The callback's inverter runs the eager kernels (``fused=False``) unless
             ``inverter_kwargs={"fused": None}`` (compile where possible): at a bounded number of
             items, compiling costs more than it saves.
         name: Identifies this instance in checkpoints, media keys and folders; two instances
