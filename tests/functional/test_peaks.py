@@ -303,3 +303,30 @@ def test_probe_decides_the_choice() -> None:
 
     chosen = initial_phase(mag, "pghi", config=cfg, mel=lin, peaks=model, probe=probe)
     assert seen == [(2, *mag.shape)] and torch.equal(chosen, fast)
+
+
+def test_padding_leaves_the_chosen_phase_of_earlier_frames(speech, monkeypatch) -> None:
+    # the rule for padded items: silent frames appended to an item (a padded batch)
+    # change neither the per-item choice nor the phase of any earlier frame but the last
+    from specinv_lightning.functional import _engine
+
+    cfg = MelConfig.from_preset("hifigan")
+    seen: list[torch.Tensor] = []
+
+    def spy(*args, **kwargs):
+        seen.append(initial_phase(*args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(_engine, "initial_phase", spy)
+    x = torch.nn.functional.interpolate(speech[None, None], scale_factor=22050 / 16000,
+                                        mode="linear")[0]  # fmt: skip
+    for clip in (x, _melody(cfg.sample_rate)[None], _low_chord(cfg.sample_rate)):
+        mel = MelSpectrogram(cfg)(clip)
+        frames = mel.shape[-1]
+        tail = torch.full((1, cfg.n_mels, 40), float(mel.min()))
+        seen.clear()
+        with torch.no_grad():
+            MelInverter(cfg, n_iter=4)(mel)
+            MelInverter(cfg, n_iter=4)(torch.cat([mel, tail], dim=-1))
+        alone, padded = seen
+        assert torch.equal(alone[..., : frames - 1], padded[..., : frames - 1])
