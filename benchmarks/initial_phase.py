@@ -17,7 +17,10 @@ Clip sets (``--sets``):
 - ``chords``: A major, G major and C minor chords of pure tones (2 s, decaying);
 - ``low``: eight chords rooted at A2-B3 in close position (triads, sevenths, octaves), pure
   tones (``p``) and six-partial tones (``h``) with random starting phases: partials 2-4 bins
-  apart, which the mel of a 1024-point STFT does not resolve.
+  apart, which the mel of a 1024-point STFT does not resolve;
+- ``piano``: 4 s pieces of piano-like notes (stretched partials, fast attack, per-partial
+  decay): a melody around C5 over a chord every half note, the chords in the tenor (roots
+  C3-B3) or middle (C4-B4) register.
 
 Usage::
 
@@ -138,7 +141,56 @@ def low() -> dict[str, np.ndarray]:
     return clips
 
 
-SETS = {"speech": speech, "music": music, "chords": chords, "low": low}
+def _piano_piece(seed: int, low_root: int) -> np.ndarray:
+    """A melody over a chord per half note: piano-like notes (stretched partials, fast attack,
+    per-partial decay, random phases); the chords' roots from MIDI ``low_root`` up an octave."""
+    rng = np.random.default_rng(seed)
+    seconds, beat = 4.0, 0.25
+    t = np.arange(int(seconds * SR)) / SR
+    x = np.zeros_like(t)
+
+    def note(midi: float, start: float, length: float, level: float) -> None:
+        f0 = 440.0 * 2 ** ((midi - 69) / 12)
+        m = (t >= start) & (t < start + length + 0.3)
+        tt = t[m] - start
+        env = np.minimum(1, tt / 0.004) * np.where(tt < length, 1.0, np.exp(-(tt - length) / 0.05))
+        for h in range(1, 9):
+            fh = h * f0 * np.sqrt(1 + 0.0004 * h * h)  # piano-like stretched partials
+            if fh > 7000:
+                break
+            decay = np.exp(-(0.8 + 0.6 * h) * tt)
+            x[m] += (
+                level
+                * 0.6 ** (h - 1)
+                * env
+                * decay
+                * np.sin(2 * np.pi * fh * tt + rng.uniform(0, 6.3))
+            )
+
+    scale = [0, 2, 4, 5, 7, 9, 11, 12]
+    for bar in range(int(seconds / (2 * beat * 4))):
+        for half in range(2):
+            root = low_root + int(rng.integers(0, 12))
+            kind = [(0, 4, 7), (0, 3, 7), (0, 4, 7, 10)][rng.integers(3)]
+            start = (bar * 2 + half) * 4 * beat
+            for step in kind:
+                note(root + step, start, 4 * beat, 0.5)
+    for i in range(int(seconds / beat)):
+        note(72 + scale[rng.integers(len(scale))], i * beat, beat * 0.9, 0.8)
+    return x / np.abs(x).max() * 0.5
+
+
+def piano() -> dict[str, np.ndarray]:
+    """Piano-like pieces: chords in the tenor (roots C3-B3) or middle (C4-B4) register under a
+    melody around C5; four of each."""
+    clips = {}
+    for name, root in (("tenor", 48), ("middle", 60)):
+        for seed in range(4):
+            clips[f"piano {name} {seed}"] = _piano_piece(seed, root)
+    return clips
+
+
+SETS = {"speech": speech, "music": music, "chords": chords, "low": low, "piano": piano}
 
 
 def consistency(
