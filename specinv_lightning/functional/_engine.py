@@ -273,9 +273,9 @@ def retrieve(
 
 def _probe(
     phases: Tensor, mags: Tensor, constraint: MelConstraint | None, loop: _Loop, engine: Engine
-) -> tuple[Tensor, Tensor]:
-    """``(|P_A(c_N)|, angle P_A(c_N))`` after ``loop.n_iter`` iterations from each of the stacked
-    phases ``(candidates, ..., n_freqs, frames)`` (without autograd; items stay independent)."""
+) -> Tensor:
+    """``P_A(c_N)`` ``(candidates, ..., n_freqs, frames)`` after ``loop.n_iter`` iterations from
+    each of the stacked phases (without autograd; items stay independent)."""
     count = phases.shape[0]
     phase = phases.reshape(-1, *mags.shape[-2:])
     stacked = mags.detach().repeat(count, 1, 1)
@@ -289,8 +289,7 @@ def _probe(
             _run(stacked[a:b], p, c, loop, engine, detach_phase=True, checkpoint=False)
             for a, b, p, c in _chunks(engine.chunk, stacked.shape[0], phase, both)
         ]
-    spec = torch.cat(specs).transpose(-1, -2).reshape(phases.shape)
-    return spec.abs(), spec.angle()
+    return torch.cat(specs).transpose(-1, -2).reshape(phases.shape)
 
 
 def _chunks(

@@ -23,8 +23,8 @@ __all__ = ["INITS", "Init", "Probe", "initial_phase"]
 Init = Literal["pghi", "pghi-fast", "random", "zeros"]
 INITS: tuple[str, ...] = get_args(Init)
 #: Runs a few iterations of the caller's phase retrieval from stacked candidate phases
-#: ``(candidates, ..., n_freqs, frames)`` and returns ``(magnitudes, phases)`` after them.
-Probe = Callable[[Tensor], tuple[Tensor, Tensor]]
+#: ``(candidates, ..., n_freqs, frames)`` and returns the complex spectrograms after them.
+Probe = Callable[[Tensor], Tensor]
 
 
 def initial_phase(
@@ -120,18 +120,18 @@ def _best_pghi(
             sharp = sharp.clamp(min=0.0).sqrt()
         fitted = pghi_phase(sharp, config, frequency=frequency)
         phases = torch.stack((pghi_phase(magnitude, config), fitted))
-        mags, ahead = (magnitude, phases) if probe is None else probe(phases)
-        errors = _mel_error(mags, ahead, mel, config, peaks)
+        if probe is None:
+            spectrograms = torch.polar(magnitude.expand_as(phases), phases)
+        else:
+            spectrograms = probe(phases)
+        errors = _mel_error(spectrograms, mel, config, peaks)
         return torch.where((errors[1] < errors[0])[..., None, None], phases[1], phases[0])
 
 
-def _mel_error(
-    magnitude: Tensor, phases: Tensor, mel: Tensor, config: MelConfig, peaks: PeakModel
-) -> Tensor:
-    """``||F |STFT(ISTFT(magnitude e^(i phase)))|^power - M||^2`` per phase and item
-    (``magnitude`` broadcast to ``phases``)."""
-    num_frames = magnitude.shape[-1]
-    wave = istft(torch.polar(magnitude.expand_as(phases), phases), config, window=peaks.window)
+def _mel_error(spectrograms: Tensor, mel: Tensor, config: MelConfig, peaks: PeakModel) -> Tensor:
+    """``||F |STFT(ISTFT(X))|^power - M||^2`` per complex spectrogram ``X`` and item."""
+    num_frames = spectrograms.shape[-1]
+    wave = istft(spectrograms, config, window=peaks.window)
     again = stft(wave, config, window=peaks.window)[..., :num_frames].abs()
     estimate = torch.matmul(peaks.fb, again.square() if config.power == 2.0 else again)
     return (estimate - mel).square().sum(dim=(-2, -1))

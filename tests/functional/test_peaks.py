@@ -299,7 +299,7 @@ def test_probe_decides_the_choice() -> None:
     def probe(phases: torch.Tensor):
         seen.append(phases.shape)
         loud = torch.stack((mag, 100 * mag))  # the second candidate resynthesises far too loud
-        return loud, phases
+        return torch.polar(loud, phases)
 
     chosen = initial_phase(mag, "pghi", config=cfg, mel=lin, peaks=model, probe=probe)
     assert seen == [(2, *mag.shape)] and torch.equal(chosen, fast)
