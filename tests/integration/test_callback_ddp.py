@@ -81,16 +81,18 @@ def test_ddp_uneven_batches_same_scores_media_once(
     )
     trainer.validate(model, UnevenData(batch_size=2))
 
-    # same numbers as one process (per-item sums and counts are synced, not per-rank means)
+    # same numbers as one process (per-item sums and counts are synced, not per-rank means), up to
+    # float32 round-off: products over 2-item and 4-item batches differ in the last bits on some
+    # CPUs (1.7e-5 relative seen on an AMD EPYC)
     got = {k: float(trainer.callback_metrics[k]) for k in KEYS}
     for key in KEYS:
         assert math.isfinite(got[key])
-        assert got[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-6), key
+        assert got[key] == pytest.approx(expected[key], rel=2e-4, abs=1e-6), key
     logged = [
         json.loads(line) for line in (root / "logs" / "metrics.jsonl").read_text().splitlines()
     ]
     row = next(r for r in logged if KEYS[1] in r)
-    assert row[KEYS[1]] == pytest.approx(expected[KEYS[1]], rel=1e-5)
+    assert row[KEYS[1]] == pytest.approx(expected[KEYS[1]], rel=2e-4)
 
     # media from global rank zero only, each sample once: rank 0's first items 0 and 1
     assert not (root / "logs" / "rank1").exists()
