@@ -18,6 +18,7 @@ from specinv_lightning.functional.magnitude import (
     nnls_spectrum,
     pinv_spectrum,
     project_onto_mel,
+    rescale_onto_mel,
     transpose_spectrum,
 )
 from specinv_lightning.functional.metrics import (
@@ -70,6 +71,7 @@ __all__ = [
     "pghi_phase",
     "pinv_spectrum",
     "project_onto_mel",
+    "rescale_onto_mel",
     "register_algorithm",
     "spectrogram_magnitude",
     "stft",

@@ -35,6 +35,7 @@ from specinv_lightning.functional._inplace import (
     filterbank_blocks,
     project_consistent_,
     project_onto_mel_,
+    rescale_onto_mel_,
     supports_inplace_projection,
 )
 from specinv_lightning.functional._kernels import (
@@ -44,10 +45,16 @@ from specinv_lightning.functional._kernels import (
     inplace_kernels,
 )
 from specinv_lightning.functional.initial import initial_phase
-from specinv_lightning.functional.magnitude import filterbank_pinv, project_onto_mel
+from specinv_lightning.functional.magnitude import (
+    filterbank_pinv,
+    project_onto_mel,
+    rescale_onto_mel,
+)
 from specinv_lightning.functional.peaks import PeakModel
 from specinv_lightning.functional.stft import make_window
 
+# multiplicative mel steps per iteration for power-2 mels (MelConstraint; 0: the additive step)
+RESCALE_SWEEPS = 3
 POWER_FLOOR = 1e-12  # keeps d sqrt(x)/dx finite for power spectra
 # init="pghi" judges its two candidate phases after this many iterations of the loop itself: a
 # single projection prefers the peak phase on chords where it stalls (partials under ~2.5 bins
@@ -169,10 +176,13 @@ class MelOperators(NamedTuple):
 
 @dataclass(frozen=True)
 class MelConstraint:
-    """Mel-consistent target magnitude: ``|t| -> clamp(|t|^p + P (M - F |t|^p), 0)^(1/p)``.
+    """Mel-consistent target magnitude for ``mel`` ``M`` in the ``power`` domain.
 
-    ``mel`` is the linear mel ``M`` ``(items, n_mels, frames)`` in the ``power`` domain; under
-    autograd the gradient flows through it.
+    Power 1: ``|t| -> clamp(|t| + P (M - F |t|), 0)`` (:func:`project_onto_mel`). Power 2:
+    ``|t|^2`` is rescaled by :data:`RESCALE_SWEEPS` multiplicative steps
+    (:func:`rescale_onto_mel`), then the root is taken: on power spectra the additive step clips
+    much of its correction away and the loop stalls (``benchmarks/inversion.py`` measures both).
+    ``mel`` is ``(items, n_mels, frames)``; under autograd the gradient flows through it.
     """
 
     mel: Tensor
@@ -180,23 +190,23 @@ class MelConstraint:
 
     def __call__(self, mag: Tensor) -> Tensor:
         """The target for frame-major ``|t|`` ``(items, frames, n_freqs)`` (autograd-safe)."""
-        p = self.ops.power
-        spectrum = mag.square() if p == 2.0 else mag
-        ops = self.ops
-        out = project_onto_mel(spectrum.transpose(-1, -2), self.mel, ops.fb, ops.fb_pinv, ops.bins)
+        ops, p = self.ops, self.ops.power
+        spectrum = (mag.square() if p == 2.0 else mag).transpose(-1, -2)
+        if p == 2.0 and RESCALE_SWEEPS:
+            out = rescale_onto_mel(spectrum, self.mel, ops.fb, RESCALE_SWEEPS)
+        else:
+            out = project_onto_mel(spectrum, self.mel, ops.fb, ops.fb_pinv, ops.bins)
         return root(out, p).transpose(-1, -2)
 
     def update_(self, mag: Tensor) -> Tensor:
         """In-place :meth:`__call__` on a frame-major scratch buffer (no autograd)."""
-        ops = self.ops
-        if ops.power == 2.0:
-            mag.square_()
-        project_onto_mel_(
-            mag.transpose(-1, -2), self.mel, ops.fb, ops.fb_pinv, ops.bins, ops.banded
-        )
-        if ops.power == 2.0:
-            mag.clamp_(min=POWER_FLOOR).sqrt_()
-        return mag
+        ops, p = self.ops, self.ops.power
+        spectrum = mag.square_().transpose(-1, -2) if p == 2.0 else mag.transpose(-1, -2)
+        if p == 2.0 and RESCALE_SWEEPS:
+            rescale_onto_mel_(spectrum, self.mel, ops.banded, RESCALE_SWEEPS)
+        else:
+            project_onto_mel_(spectrum, self.mel, ops.fb, ops.fb_pinv, ops.bins, ops.banded)
+        return mag.clamp_(min=POWER_FLOOR).sqrt_() if p == 2.0 else mag
 
     def frame_major(self) -> MelConstraint:
         """The same constraint with a frame-major copy of the mel (the in-place GEMMs read it

@@ -1,8 +1,9 @@
 """The no-autograd engine's in-place operators (private): they write into preallocated buffers.
 
 Each one computes exactly what a public, out-of-place function computes (the tests check it):
-:func:`project_consistent_` is ``STFT(iSTFT(.))`` and :func:`project_onto_mel_` is
-:func:`~specinv_lightning.functional.project_onto_mel`.
+:func:`project_consistent_` is ``STFT(iSTFT(.))``, :func:`project_onto_mel_` is
+:func:`~specinv_lightning.functional.project_onto_mel` and :func:`rescale_onto_mel_` is
+:func:`~specinv_lightning.functional.rescale_onto_mel`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from torch import Tensor
 
 from specinv_lightning.config import MelConfig
 from specinv_lightning.functional._frames import StftPlan
-from specinv_lightning.functional.magnitude import project_onto_mel
+from specinv_lightning.functional.magnitude import project_onto_mel, rescale_onto_mel
 
 
 def active_bins(fb: Tensor) -> tuple[int, int]:
@@ -184,4 +185,38 @@ def project_onto_mel_(
     active = flat[:, lo:hi]
     residual = torch.addmm(mel_flat, active, fb[:, lo:hi].t(), alpha=-1.0)  # M - F S
     active.addmm_(residual, fb_pinv[lo:hi].t()).clamp_(min=0.0)  # S + P r, >= 0
+    return spectrum
+
+
+def rescale_onto_mel_(
+    spectrum: Tensor, mel: Tensor, banded: BandedFilterbank, sweeps: int = 3
+) -> Tensor:
+    """In-place :func:`rescale_onto_mel` (no autograd): overwrites ``spectrum`` and returns it.
+
+    With a frame-major ``spectrum`` and ``mel`` of its batch shape, the products go block by
+    block over ``banded`` and the only temporaries are mel-sized or block-sized; otherwise it
+    computes :func:`rescale_onto_mel` and copies the result in.
+    """
+    spec_t = spectrum.transpose(-1, -2)
+    if mel.shape[:-2] != spectrum.shape[:-2] or not spec_t.is_contiguous():
+        return spectrum.copy_(rescale_onto_mel(spectrum, mel, banded.fb, sweeps))
+    fb, (n_freqs, frames), n_mels = banded.fb, spectrum.shape[-2:], banded.fb.shape[0]
+    tiny = torch.finfo(spectrum.dtype).tiny
+    norm = fb.sum(dim=0)
+    inv_norm = torch.where(norm > 0, 1.0 / norm.clamp(min=tiny), torch.zeros_like(norm))
+    keep = (norm <= 0).to(spectrum.dtype)
+    flat = spec_t.reshape(-1, n_freqs)
+    mel_flat = mel.transpose(-1, -2).reshape(-1, n_mels)
+    peak = mel.amax(dim=(-2, -1)).flatten() if mel.numel() else mel.new_zeros(len(flat) // frames)
+    floor = (peak * 1e-12).clamp(min=tiny**0.5).repeat_interleave(frames).unsqueeze(-1)
+    est = mel_flat.new_empty(mel_flat.shape)
+    for _ in range(sweeps):
+        est.zero_()
+        for (a, b), (m0, m1) in zip(banded.bins, banded.mels, strict=True):  # F S
+            est[:, m0:m1].addmm_(flat[:, a:b], fb[m0:m1, a:b].t())
+        ratio = torch.where(est > 0, mel_flat / torch.maximum(est, floor), 1.0)
+        for (a, b), (m0, m1) in zip(banded.bins, banded.mels, strict=True):
+            flat[:, a:b].mul_(
+                (ratio[:, m0:m1] @ fb[m0:m1, a:b]).mul_(inv_norm[a:b]).add_(keep[a:b])
+            )
     return spectrum

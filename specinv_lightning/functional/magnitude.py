@@ -17,6 +17,7 @@ __all__ = [
     "transpose_spectrum",
     "nnls_spectrum",
     "project_onto_mel",
+    "rescale_onto_mel",
 ]
 
 
@@ -82,6 +83,36 @@ def project_onto_mel(
     if (lo, hi) != (0, n_freqs):
         updated = torch.cat([flat[:, :lo], updated, flat[:, hi:]], dim=-1)
     return updated.reshape(*lead, n_freqs).transpose(-1, -2)
+
+
+def rescale_onto_mel(spectrum: Tensor, mel: Tensor, fb: Tensor, sweeps: int = 3) -> Tensor:
+    """``S <- S * F^T (M / F S) / F^T 1``, ``sweeps`` times: multiplicative steps towards ``F S = M``.
+
+    The Richardson-Lucy (KL-divergence NMF) update with ``F`` fixed: each bin is scaled by the
+    filter-weighted mean ratio of the reference mel to the spectrum's own mel. It keeps
+    ``S >= 0`` without clipping and keeps the shape of ``S`` inside each filter; bins that no
+    filter touches, and bands whose mel is zero in ``S``, pass through unchanged. Phase retrieval
+    of power-spectrum (``power=2``) mels takes this step (:class:`MelConstraint`): there the
+    additive :func:`project_onto_mel` clips much of its correction away and stalls.
+
+    Args:
+        spectrum: ``S >= 0``, ``(..., n_freqs, frames)``.
+        mel: ``M >= 0``, ``(..., n_mels, frames)``.
+        fb: ``F``, ``(n_mels, n_freqs)``, non-negative.
+        sweeps: Number of updates (each two products with ``F``).
+    """
+    tiny = torch.finfo(spectrum.dtype).tiny
+    norm = fb.sum(dim=0).unsqueeze(-1)  # (n_freqs, 1) = F^T 1
+    inv_norm = torch.where(norm > 0, 1.0 / norm.clamp(min=tiny), torch.zeros_like(norm))
+    keep = (norm <= 0).to(spectrum.dtype)  # untouched bins: factor 1
+    # floor of F S: 120 dB under the item's loudest band, and high enough that 1 / floor^2
+    # (the gradient of M / F S) stays finite
+    floor = (mel.detach().amax(dim=(-2, -1), keepdim=True) * 1e-12).clamp(min=tiny**0.5)
+    for _ in range(sweeps):
+        est = torch.matmul(fb, spectrum)
+        ratio = torch.where(est > 0, mel / torch.maximum(est, floor), torch.ones_like(est))
+        spectrum = spectrum * (torch.matmul(fb.t(), ratio) * inv_norm + keep)
+    return spectrum
 
 
 def nnls_spectrum(

@@ -13,6 +13,7 @@ from specinv_lightning.functional import (
     nnls_spectrum,
     pinv_spectrum,
     project_onto_mel,
+    rescale_onto_mel,
     stft,
     transpose_spectrum,
 )
@@ -100,6 +101,46 @@ def test_project_onto_mel_moves_onto_the_constraint(speech) -> None:
     # a spectrum already consistent with the mel is a fixed point
     torch.testing.assert_close(project_onto_mel(spectrum, mel, fb, fb_pinv), spectrum,
                                rtol=1e-9, atol=1e-9 * float(spectrum.max()))  # fmt: skip
+
+
+LIBROSA_16K = MelConfig.from_preset("librosa", sample_rate=16000, f_max=6000.0)  # power 2
+
+
+def test_rescale_onto_mel_moves_onto_the_constraint(speech) -> None:
+    spectrum, fb, _, mel = _problem(LIBROSA_16K, speech)
+    guess = spectrum * torch.rand(spectrum.shape, generator=torch.Generator().manual_seed(0),
+                                  dtype=torch.float64) * 2  # fmt: skip
+    before = _residual(fb, guess, mel)
+    three = rescale_onto_mel(guess, mel, fb)
+    many = rescale_onto_mel(guess, mel, fb, sweeps=50)
+    assert (three >= 0).all() and (many >= 0).all()
+    assert _residual(fb, three, mel) < 0.5 * before
+    assert _residual(fb, many, mel) < 0.1 * before
+    # bins above f_max (no filter) pass through; a consistent spectrum is a fixed point
+    untouched = fb.sum(dim=0) == 0
+    assert untouched.any()
+    assert torch.equal(three[untouched], guess[untouched])
+    torch.testing.assert_close(rescale_onto_mel(spectrum, mel, fb), spectrum,
+                               rtol=1e-9, atol=1e-9 * float(spectrum.max()))  # fmt: skip
+
+
+def test_rescale_onto_mel_is_finite_at_zeros_with_finite_gradients(speech) -> None:
+    spectrum, fb, _, mel = _problem(LIBROSA_16K, speech)
+    spectrum, fb, mel = spectrum.float(), fb.float(), mel.float()
+    spectrum[:, :5] = 0.0  # silent frames in the spectrum, not in the mel
+    spectrum[:, 5:10] *= 1e-19  # and far below it (F S squared underflows float32)
+    spectrum.requires_grad_()
+    mel.requires_grad_()
+    out = rescale_onto_mel(spectrum, mel, fb)
+    assert torch.isfinite(out).all() and (out >= 0).all()
+    assert float(out[:, :5].detach().abs().max()) == 0.0  # nothing to rescale: stays zero
+    out.sum().backward()
+    assert torch.isfinite(spectrum.grad).all() and torch.isfinite(mel.grad).all()
+    # a zero mel rescales every bin a filter covers to zero (DC and bins above f_max pass)
+    covered = fb.sum(dim=0) > 0
+    silent = rescale_onto_mel(spectrum.detach(), torch.zeros_like(mel), fb)
+    assert float(silent[covered].abs().max()) == 0.0
+    assert torch.equal(silent[~covered], spectrum.detach()[~covered])
 
 
 def test_lipschitz_constant() -> None:
