@@ -181,7 +181,7 @@ class MelConstraint:
     Power 1: ``|t| -> clamp(|t| + P (M - F |t|), 0)`` (:func:`project_onto_mel`). Power 2:
     ``|t|^2`` is rescaled by :data:`RESCALE_SWEEPS` multiplicative steps
     (:func:`rescale_onto_mel`), then the root is taken: on power spectra the additive step clips
-    much of its correction away and the loop stalls (``benchmarks/inversion.py`` measures both).
+    much of its correction away and the loop stalls (``benchmarks/power_mels.py`` measures both).
     ``mel`` is ``(items, n_mels, frames)``; under autograd the gradient flows through it.
     """
 

@@ -15,7 +15,12 @@ from torch import Tensor
 
 from specinv_lightning.config import MelConfig
 from specinv_lightning.functional._frames import StftPlan
-from specinv_lightning.functional.magnitude import project_onto_mel, rescale_onto_mel
+from specinv_lightning.functional.magnitude import (
+    _rescale_floor,
+    _rescale_weights,
+    project_onto_mel,
+    rescale_onto_mel,
+)
 
 
 def active_bins(fb: Tensor) -> tuple[int, int]:
@@ -201,14 +206,11 @@ def rescale_onto_mel_(
     if mel.shape[:-2] != spectrum.shape[:-2] or not spec_t.is_contiguous():
         return spectrum.copy_(rescale_onto_mel(spectrum, mel, banded.fb, sweeps))
     fb, (n_freqs, frames), n_mels = banded.fb, spectrum.shape[-2:], banded.fb.shape[0]
-    tiny = torch.finfo(spectrum.dtype).tiny
-    norm = fb.sum(dim=0)
-    inv_norm = torch.where(norm > 0, 1.0 / norm.clamp(min=tiny), torch.zeros_like(norm))
-    keep = (norm <= 0).to(spectrum.dtype)
+    inv_norm, keep = _rescale_weights(fb)
     flat = spec_t.reshape(-1, n_freqs)
     mel_flat = mel.transpose(-1, -2).reshape(-1, n_mels)
     peak = mel.amax(dim=(-2, -1)).flatten() if mel.numel() else mel.new_zeros(len(flat) // frames)
-    floor = (peak * 1e-12).clamp(min=tiny**0.5).repeat_interleave(frames).unsqueeze(-1)
+    floor = _rescale_floor(peak).repeat_interleave(frames).unsqueeze(-1)
     est = mel_flat.new_empty(mel_flat.shape)
     for _ in range(sweeps):
         est.zero_()

@@ -85,6 +85,19 @@ def project_onto_mel(
     return updated.reshape(*lead, n_freqs).transpose(-1, -2)
 
 
+def _rescale_weights(fb: Tensor) -> tuple[Tensor, Tensor]:
+    """``(1 / F^T 1, [F^T 1 == 0])`` per bin (0 where no filter covers it; those bins keep factor 1)."""
+    norm = fb.sum(dim=0)
+    inv_norm = torch.where(norm > 0, 1.0 / norm.clamp(min=torch.finfo(fb.dtype).tiny), 0.0)
+    return inv_norm, (norm <= 0).to(fb.dtype)
+
+
+def _rescale_floor(peak: Tensor) -> Tensor:
+    """Floor of ``F S`` for an item whose loudest mel value is ``peak``: 120 dB under it, and high
+    enough that ``1 / floor^2`` (in the gradient of ``M / F S``) stays finite."""
+    return (peak * 1e-12).clamp(min=torch.finfo(peak.dtype).tiny ** 0.5)
+
+
 def rescale_onto_mel(spectrum: Tensor, mel: Tensor, fb: Tensor, sweeps: int = 3) -> Tensor:
     """``S <- S * F^T (M / F S) / F^T 1``, ``sweeps`` times: multiplicative steps towards ``F S = M``.
 
@@ -101,13 +114,8 @@ def rescale_onto_mel(spectrum: Tensor, mel: Tensor, fb: Tensor, sweeps: int = 3)
         fb: ``F``, ``(n_mels, n_freqs)``, non-negative.
         sweeps: Number of updates (each two products with ``F``).
     """
-    tiny = torch.finfo(spectrum.dtype).tiny
-    norm = fb.sum(dim=0).unsqueeze(-1)  # (n_freqs, 1) = F^T 1
-    inv_norm = torch.where(norm > 0, 1.0 / norm.clamp(min=tiny), torch.zeros_like(norm))
-    keep = (norm <= 0).to(spectrum.dtype)  # untouched bins: factor 1
-    # floor of F S: 120 dB under the item's loudest band, and high enough that 1 / floor^2
-    # (the gradient of M / F S) stays finite
-    floor = (mel.detach().amax(dim=(-2, -1), keepdim=True) * 1e-12).clamp(min=tiny**0.5)
+    inv_norm, keep = (w.unsqueeze(-1) for w in _rescale_weights(fb))
+    floor = _rescale_floor(mel.detach().amax(dim=(-2, -1), keepdim=True))
     for _ in range(sweeps):
         est = torch.matmul(fb, spectrum)
         ratio = torch.where(est > 0, mel / torch.maximum(est, floor), torch.ones_like(est))
