@@ -43,11 +43,12 @@ def initial_phase(
         magnitude: Real ``(..., n_freqs, frames)``.
         init: ``"pghi"``: phase-gradient integration along spectral peaks
             (:func:`~specinv_lightning.functional.pghi.pghi_phase`; deterministic, per item,
-            needs ``config``). Given the ``mel`` and its ``peaks`` model, two phases are
-            computed, one from ``magnitude`` and one from the mel's
+            needs ``config``). Given the ``mel`` and its ``peaks`` model, three phases are
+            computed, one from ``magnitude`` and two from the mel's
             :func:`~specinv_lightning.functional.peaks.peak_fit` (sharp harmonic peaks where a
-            mel band holds several bins, each partial's phase advancing at the fitted
-            frequency), and each item keeps the one whose resynthesis has the smaller mel error:
+            mel band holds several bins, each partial's phase advancing at the fit's
+            ``frequency`` or at its ``centroid``), and each item keeps the one whose resynthesis
+            has the smallest mel error:
             after the ``probe``'s iterations, or after one projection without a probe; without
             them, the phase of
             ``magnitude``. ``"pghi-fast"``: always the phase of ``magnitude`` (no peak fit, no
@@ -65,7 +66,7 @@ def initial_phase(
         peaks: :func:`~specinv_lightning.functional.peaks.peak_model` of ``config`` in
             ``magnitude``'s dtype and device (used by ``"pghi"`` with ``mel``).
         probe: For ``"pghi"`` with ``mel`` and ``peaks``: a :data:`Probe` running a few
-            iterations of the caller's loop, by which the two phases are judged (the engine
+            iterations of the caller's loop, by which the three phases are judged (the engine
             passes its own; the chosen phase is still the initial one, not the probed one).
 
     Returns:
@@ -110,22 +111,29 @@ def initial_phase(
 def _best_pghi(
     magnitude: Tensor, mel: Tensor, config: MelConfig, peaks: PeakModel, probe: Probe | None
 ) -> Tensor:
-    """Per item, the PGHI phase of ``magnitude`` or of the mel's peak spectrum, whichever
-    resynthesises to the smaller squared mel error: after ``probe``'s iterations from each, or
-    with ``magnitude`` after one projection."""
+    """Per item, the PGHI phase of ``magnitude``, or of the mel's peak spectrum with the fit's
+    per-bin ``frequency``, or with its ``centroid`` frequency, whichever resynthesises to the
+    smaller squared mel error (the first of equals): after ``probe``'s iterations from each, or
+    after one projection with ``magnitude``."""
     with torch.no_grad():
         magnitude, mel = magnitude.detach(), mel.detach()
-        sharp, frequency = peak_fit(mel, peaks)
+        fit = peak_fit(mel, peaks)
+        sharp = fit.spectrum
         if config.power == 2.0:
             sharp = sharp.clamp(min=0.0).sqrt()
-        fitted = pghi_phase(sharp, config, frequency=frequency)
-        phases = torch.stack((pghi_phase(magnitude, config), fitted))
+        phases = torch.stack(
+            (
+                pghi_phase(magnitude, config),
+                pghi_phase(sharp, config, frequency=fit.frequency),
+                pghi_phase(sharp, config, frequency=fit.centroid),
+            )
+        )
         if probe is None:
             spectrograms = torch.polar(magnitude.expand_as(phases), phases)
         else:
             spectrograms = probe(phases)
-        errors = _mel_error(spectrograms, mel, config, peaks)
-        return torch.where((errors[1] < errors[0])[..., None, None], phases[1], phases[0])
+        best = _mel_error(spectrograms, mel, config, peaks).argmin(dim=0)
+        return phases.gather(0, best[None, ..., None, None].expand_as(phases[:1]))[0]
 
 
 def _mel_error(spectrograms: Tensor, mel: Tensor, config: MelConfig, peaks: PeakModel) -> Tensor:

@@ -52,6 +52,10 @@ class PeakModel(NamedTuple):
         mel_lobes_pinv: Pseudo-inverse of ``mel_lobes`` (the fit's warm start).
         centres: ``(n_lobes,)``: the centre ``c_j`` of each lobe in bins.
         lipschitz: Largest eigenvalue of ``mel_lobes^T mel_lobes`` (the fit's step size).
+        nearest: ``(n_freqs,)`` int64: the lobe centred nearest each bin (for
+            :attr:`PeakFit.centroid`).
+        span: Lobes on each side of it that :attr:`PeakFit.centroid` averages over:
+            ``floor(n_fft / win_length / PEAK_STEP)``, a quarter of the main lobe's width.
     """
 
     fb: Tensor
@@ -61,11 +65,13 @@ class PeakModel(NamedTuple):
     mel_lobes_pinv: Tensor
     centres: Tensor
     lipschitz: float
+    nearest: Tensor
+    span: int
 
     def to(self, dtype: torch.dtype, device: torch.device | None = None) -> PeakModel:
-        """The same model with its tensors in ``dtype`` (and on ``device``)."""
+        """The same model with its real tensors in ``dtype`` (and all on ``device``)."""
         moved = [t.to(device=device, dtype=dtype) for t in self[:6]]
-        return PeakModel(*moved, self.lipschitz)
+        return PeakModel(*moved, self.lipschitz, self.nearest.to(device), self.span)
 
 
 def peak_model(config: MelConfig, fb: Tensor, window: Tensor) -> PeakModel:
@@ -100,22 +106,32 @@ def peak_model(config: MelConfig, fb: Tensor, window: Tensor) -> PeakModel:
     lobes[inside] = (transform / w.sum().clamp(min=torch.finfo(w.dtype).tiny)) ** config.power
     mel_lobes = fb @ lobes
     pinv, lipschitz = filterbank_pinv(mel_lobes), filterbank_lipschitz(mel_lobes)
-    return PeakModel(fb, w, lobes, mel_lobes, pinv, centres, lipschitz)
+    nearest = offsets.abs().argmin(dim=-1)
+    span = int(config.n_fft / config.win_length / PEAK_STEP + 1e-9)
+    return PeakModel(fb, w, lobes, mel_lobes, pinv, centres, lipschitz, nearest, span)
 
 
 class PeakFit(NamedTuple):
-    """What :func:`peak_fit` returns, both ``(..., n_freqs, frames)``.
+    """What :func:`peak_fit` returns, all ``(..., n_freqs, frames)``.
 
     Attributes:
         spectrum: ``lobes @ a``: the fitted ``|X|^power``.
         frequency: Per bin, the mean centre (in bins) of the lobes that make up its value,
             weighted by their contribution ``a_j |W(k - c_j)|^power``: the frequency of the
             partial the bin belongs to. A partial between two lobe centres is fitted by both, and
-            this mean falls between them, at the partial; where no lobe reaches, the bin itself.
+            this mean falls between them; where no lobe reaches, the bin itself. The lobe
+            centred on the bin weighs most, so the mean leans towards the bin (by about a tenth
+            of a bin on pure tones).
+        centroid: Per bin, the mean centre of the lobes within :attr:`PeakModel.span` lobes of
+            the bin, weighted by their amplitudes ``a_j`` alone: no lean towards the bin, so a
+            few times closer to a partial whose neighbours are a main lobe or more away, but
+            lobes of partials closer than that pull it off. Where those lobes are all zero, or the bin lies outside the lobes' range,
+            the bin itself.
     """
 
     spectrum: Tensor
     frequency: Tensor
+    centroid: Tensor
 
 
 def peak_fit(mel: Tensor, model: PeakModel, max_iter: int = PEAK_ITERATIONS) -> PeakFit:
@@ -146,10 +162,24 @@ def peak_fit(mel: Tensor, model: PeakModel, max_iter: int = PEAK_ITERATIONS) -> 
         moment = torch.matmul(model.lobes, weights * model.centres[:, None])
         bins = torch.arange(spectrum.shape[-2], dtype=spectrum.dtype, device=spectrum.device)
         tiny = torch.finfo(spectrum.dtype).tiny
-        frequency = torch.where(
-            spectrum > 0, moment / spectrum.clamp(min=tiny), bins[:, None].expand_as(spectrum)
-        )
-        return PeakFit(spectrum, frequency)
+        own = bins[:, None].expand_as(spectrum)
+        frequency = torch.where(spectrum > 0, moment / spectrum.clamp(min=tiny), own)
+        return PeakFit(spectrum, frequency, _centroid(weights, model, bins, own))
+
+
+def _centroid(weights: Tensor, model: PeakModel, bins: Tensor, own: Tensor) -> Tensor:
+    """:attr:`PeakFit.centroid` from the lobe weights ``a`` ``(..., n_lobes, frames)``."""
+    mass, moment = weights.clone(), weights * model.centres[:, None]
+    total = moment.clone()
+    for d in range(1, model.span + 1):  # sums over lobes j - span .. j + span
+        mass[..., d:, :] += weights[..., :-d, :]
+        mass[..., :-d, :] += weights[..., d:, :]
+        total[..., d:, :] += moment[..., :-d, :]
+        total[..., :-d, :] += moment[..., d:, :]
+    mass, total = mass[..., model.nearest, :], total[..., model.nearest, :]
+    inside = ((model.centres[model.nearest] - bins).abs() <= PEAK_STEP / 2)[:, None]
+    tiny = torch.finfo(mass.dtype).tiny
+    return torch.where(inside & (mass > 0), total / mass.clamp(min=tiny), own)
 
 
 def peak_spectrum(mel: Tensor, model: PeakModel, max_iter: int = PEAK_ITERATIONS) -> Tensor:

@@ -112,6 +112,34 @@ def test_peak_fit_frequency_tracks_the_partials(f0: float) -> None:
     assert torch.equal(peak_spectrum(inv._decompress(mel), model), fit.spectrum)
 
 
+@pytest.mark.parametrize(
+    ("preset", "f0"), [("hifigan", 196.0), ("hifigan", 311.0), ("librosa", 233.0)]
+)
+def test_peak_fit_centroid_is_closer_to_separate_partials(preset: str, f0: float) -> None:
+    # the per-bin moment leans towards its bin; the lobe-weight centroid does not: at the peak
+    # bin nearest each partial of a harmonic tone, frame after frame (measured: rms summed over
+    # the partials 0.24-0.37 bins for the moment, 0.06-0.15 for the centroid)
+    cfg = MelConfig.from_preset(preset)
+    inv, model = _model(cfg)
+    mel = MelSpectrogram(cfg)(_harmonic(f0, cfg.sample_rate).float()[None])
+    fit = peak_fit(inv._decompress(mel), model)
+    frames = slice(5, mel.shape[-1] - 5)
+    spectrum = fit.spectrum[0, :, frames]
+    errors = {"frequency": 0.0, "centroid": 0.0}
+    for h in range(1, 6):
+        partial = h * f0 * cfg.n_fft / cfg.sample_rate
+        near = torch.arange(int(partial) - 1, int(partial) + 3)
+        peak = near[spectrum[near].argmax(0)]
+        for name in errors:
+            estimate = getattr(fit, name)[0, :, frames].gather(0, peak[None])[0]
+            errors[name] += float((estimate - partial).square().mean().sqrt())
+    assert errors["centroid"] < 0.6 * errors["frequency"], errors
+    # silence and bins outside the lobes keep their own frequency
+    silent = peak_fit(torch.zeros(1, cfg.n_mels, 2), model).centroid[0]
+    bins = torch.arange(cfg.n_freqs, dtype=torch.float32)[:, None].expand(-1, 2)
+    assert torch.equal(silent, bins)
+
+
 def test_pinv_misplaces_partials_the_peak_spectrum_finds() -> None:
     # why the peak model exists: the pseudo-inverse puts some partials a bin off
     cfg = MelConfig.from_preset("hifigan")
@@ -159,12 +187,15 @@ def test_choice_is_per_item_and_batch_independent(speech) -> None:
     for i in range(2):
         alone = initial_phase(mag[i : i + 1], "pghi", config=cfg, mel=lin[i : i + 1], peaks=model)
         assert torch.equal(both[i], alone[0])
-    # each item's phase is one of the two candidates
-    fast = pghi_phase(mag, cfg)
+    # each item's phase is one of the three candidates
     fit = peak_fit(lin, model)
-    sharp = pghi_phase(fit.spectrum, cfg, frequency=fit.frequency)
+    candidates = [
+        pghi_phase(mag, cfg),
+        pghi_phase(fit.spectrum, cfg, frequency=fit.frequency),
+        pghi_phase(fit.spectrum, cfg, frequency=fit.centroid),
+    ]
     for i in range(2):
-        assert torch.equal(both[i], fast[i]) or torch.equal(both[i], sharp[i])
+        assert any(torch.equal(both[i], c[i]) for c in candidates)
 
 
 def test_pghi_fast_and_no_mel_are_the_magnitude_phase(speech) -> None:
@@ -186,7 +217,9 @@ def test_griffin_lim_with_mel_uses_the_peak_model(speech) -> None:
     lin = inv._decompress(mel)
     ours = griffin_lim(inv.magnitude_from_mel(mel), cfg, n_iter=0, init="pghi", mel=lin)
     expected = inv(mel)
-    assert torch.allclose(ours / ours.abs().max(), expected / expected.abs().max(), atol=1e-4)
+    # the inverter fits the mel scaled to peak 1: float32 rounding of the fitted frequencies is
+    # integrated along each partial (measured: 1.2e-4 of the peak at most)
+    assert torch.allclose(ours / ours.abs().max(), expected / expected.abs().max(), atol=1e-3)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -298,11 +331,11 @@ def test_probe_decides_the_choice() -> None:
 
     def probe(phases: torch.Tensor):
         seen.append(phases.shape)
-        loud = torch.stack((mag, 100 * mag))  # the second candidate resynthesises far too loud
-        return torch.polar(loud, phases)
+        loud = torch.stack((mag, 100 * mag, 100 * mag))  # the peak candidates resynthesise far
+        return torch.polar(loud, phases)  # too loud
 
     chosen = initial_phase(mag, "pghi", config=cfg, mel=lin, peaks=model, probe=probe)
-    assert seen == [(2, *mag.shape)] and torch.equal(chosen, fast)
+    assert seen == [(3, *mag.shape)] and torch.equal(chosen, fast)
 
 
 def test_padding_leaves_the_chosen_phase_of_earlier_frames(speech, monkeypatch) -> None:
