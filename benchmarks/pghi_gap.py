@@ -1,17 +1,18 @@
 """Where the default initial phase falls short of PGHI of the true magnitude, per clip.
 
-``init="pghi"`` sees only the mel. Its phase is PGHI of one of two magnitudes (the pinv
-magnitude or the mel's peak-model fit, chosen per item by a probe); ``initial_phase.py`` compares
+``init="pghi"`` sees only the mel. Its phase is PGHI of one of three candidates (the pinv
+magnitude, or the mel's peak-model fit with either of its frequencies, chosen per item by a
+probe); ``initial_phase.py`` compares
 it with PGHI of the clip's *true* STFT magnitude, which no mel-based init sees. This script asks
 where the difference lies. For each preset and clip it prints mel consistency (dB, lower is
 better) after 8 iterations of the default inverter from:
 
-- ``mel``: the better of the two mel-based phases at 8 iterations (what the probe aims at);
+- ``mel``: the best of the three mel-based phases at 8 iterations (what the probe aims at);
 - ``true``: PGHI of the true magnitude;
 - ``true < f``: the true magnitude's PGHI phase below ``f`` Hz, the ``mel`` phase above it;
 - ``fit, true freq``: PGHI of the peak fit with each bin's true instantaneous frequency (from the
   phase advance of the true STFT) in place of the fitted one;
-- ``true, fit freq``: PGHI of the true magnitude with the peak fit's frequencies.
+- ``true, fit freq``: PGHI of the true magnitude with the peak fit's ``centroid`` frequencies.
 
 Usage::
 
@@ -52,10 +53,12 @@ def row(cfg: MelConfig, clip) -> list[float]:
     lin = lin / lin.amax(dim=(-2, -1), keepdim=True)
     spec = stft(x.double(), cfg)[..., : mel.shape[-1]]
     true = spec.abs().float()
-    fit, freq = peak_fit(lin, inverter._peaks_in(lin))
+    peaks = peak_fit(lin, inverter._peaks_in(lin))
+    fit, freq = peaks.spectrum, peaks.centroid
     fit = fit.clamp(min=0).sqrt() if cfg.power == 2.0 else fit
     candidates = [
         pghi_phase(inverter.magnitude_from_mel(mel), cfg),
+        pghi_phase(fit, cfg, frequency=peaks.frequency),
         pghi_phase(fit, cfg, frequency=freq),
     ]
     scores = [consistency(cfg, mel, 8, p) for p in candidates]

@@ -125,8 +125,8 @@ class PeakFit(NamedTuple):
         centroid: Per bin, the mean centre of the lobes within :attr:`PeakModel.span` lobes of
             the bin, weighted by their amplitudes ``a_j`` alone: no lean towards the bin, so a
             few times closer to a partial whose neighbours are a main lobe or more away, but
-            lobes of partials closer than that pull it off. Where those lobes are all zero, or the bin lies outside the lobes' range,
-            the bin itself.
+            lobes of partials closer than that pull it off. Where those lobes are all zero, or
+            the bin lies outside the lobes' range, the bin itself.
     """
 
     spectrum: Tensor
@@ -135,7 +135,7 @@ class PeakFit(NamedTuple):
 
 
 def peak_fit(mel: Tensor, model: PeakModel, max_iter: int = PEAK_ITERATIONS) -> PeakFit:
-    """The peak spectrum of the linear mel ``M`` and each bin's partial frequency.
+    """The peak spectrum of the linear mel ``M``, and two estimates of each bin's frequency.
 
     The weights are ``a = argmin_{a >= 0} ||mel_lobes a - M||``, fitted with
     :func:`~specinv_lightning.functional.nnls_spectrum` (FISTA, warm-started from the
