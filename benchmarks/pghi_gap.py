@@ -30,6 +30,7 @@ from initial_phase import SETS, SR, consistency
 
 from specinv_lightning import MelConfig, MelInverter, MelSpectrogram
 from specinv_lightning.functional import pghi_phase, stft
+from specinv_lightning.functional.initial import _pghi_candidates
 from specinv_lightning.functional.peaks import peak_fit
 
 CUTS = (500, 1000, 2000, 4000)
@@ -53,14 +54,11 @@ def row(cfg: MelConfig, clip) -> list[float]:
     lin = lin / lin.amax(dim=(-2, -1), keepdim=True)
     spec = stft(x.double(), cfg)[..., : mel.shape[-1]]
     true = spec.abs().float()
-    peaks = peak_fit(lin, inverter._peaks_in(lin))
-    fit, freq = peaks.spectrum, peaks.centroid
+    model = inverter._peaks_in(lin)
+    candidates = _pghi_candidates(inverter.magnitude_from_mel(mel), lin, cfg, model)
+    peak = peak_fit(lin, model)
+    fit, freq = peak.spectrum, peak.centroid
     fit = fit.clamp(min=0).sqrt() if cfg.power == 2.0 else fit
-    candidates = [
-        pghi_phase(inverter.magnitude_from_mel(mel), cfg),
-        pghi_phase(fit, cfg, frequency=peaks.frequency),
-        pghi_phase(fit, cfg, frequency=freq),
-    ]
     scores = [consistency(cfg, mel, 8, p) for p in candidates]
     phase = candidates[scores.index(min(scores))]
     oracle = pghi_phase(true, cfg)

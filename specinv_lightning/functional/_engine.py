@@ -56,7 +56,7 @@ from specinv_lightning.functional.stft import make_window
 # multiplicative mel steps per iteration for power-2 mels (MelConstraint; 0: the additive step)
 RESCALE_SWEEPS = 3
 POWER_FLOOR = 1e-12  # keeps d sqrt(x)/dx finite for power spectra
-# init="pghi" judges its two candidate phases after this many iterations of the loop itself: a
+# init="pghi" judges its three candidate phases after this many iterations of the loop itself: a
 # single projection prefers the peak phase on chords where it stalls (partials under ~2.5 bins
 # apart) and the magnitude's phase, or random, ends ahead
 PGHI_PROBE = 2

@@ -66,8 +66,9 @@ def initial_phase(
         peaks: :func:`~specinv_lightning.functional.peaks.peak_model` of ``config`` in
             ``magnitude``'s dtype and device (used by ``"pghi"`` with ``mel``).
         probe: For ``"pghi"`` with ``mel`` and ``peaks``: a :data:`Probe` running a few
-            iterations of the caller's loop, by which the three phases are judged (the engine
-            passes its own; the chosen phase is still the initial one, not the probed one).
+            iterations of the caller's loop, by which the three phases are judged, one at a time
+            (the engine passes its own; the chosen phase is still the initial one, not the
+            probed one).
 
     Returns:
         Real phases of ``magnitude``'s dtype and device: ``(n_freqs, frames)`` for ``"random"``
@@ -108,32 +109,41 @@ def initial_phase(
     raise ValueError(f"init: expected one of {INITS} or a tensor, got {init!r}")
 
 
+def _pghi_candidates(
+    magnitude: Tensor, mel: Tensor, config: MelConfig, peaks: PeakModel
+) -> list[Tensor]:
+    """The phases ``init="pghi"`` chooses from, in order of preference among equals: PGHI of
+    ``magnitude``; PGHI of the mel's peak spectrum with the fit's per-bin ``frequency``; the same
+    with its ``centroid`` frequency (:class:`~specinv_lightning.functional.peaks.PeakFit`)."""
+    fit = peak_fit(mel, peaks)
+    sharp = fit.spectrum.clamp(min=0.0).sqrt() if config.power == 2.0 else fit.spectrum
+    return [
+        pghi_phase(magnitude, config),
+        pghi_phase(sharp, config, frequency=fit.frequency),
+        pghi_phase(sharp, config, frequency=fit.centroid),
+    ]
+
+
 def _best_pghi(
     magnitude: Tensor, mel: Tensor, config: MelConfig, peaks: PeakModel, probe: Probe | None
 ) -> Tensor:
-    """Per item, the PGHI phase of ``magnitude``, or of the mel's peak spectrum with the fit's
-    per-bin ``frequency``, or with its ``centroid`` frequency, whichever resynthesises to the
-    smaller squared mel error (the first of equals): after ``probe``'s iterations from each, or
-    after one projection with ``magnitude``."""
+    """Per item, the one of :func:`_pghi_candidates` that resynthesises to the smallest squared
+    mel error (the first of equals; a NaN error never wins): after ``probe``'s iterations from
+    each, or after one projection with ``magnitude``. The candidates are probed one at a time,
+    so the probe holds one batch of items at once."""
     with torch.no_grad():
         magnitude, mel = magnitude.detach(), mel.detach()
-        fit = peak_fit(mel, peaks)
-        sharp = fit.spectrum
-        if config.power == 2.0:
-            sharp = sharp.clamp(min=0.0).sqrt()
-        phases = torch.stack(
-            (
-                pghi_phase(magnitude, config),
-                pghi_phase(sharp, config, frequency=fit.frequency),
-                pghi_phase(sharp, config, frequency=fit.centroid),
-            )
-        )
-        if probe is None:
-            spectrograms = torch.polar(magnitude.expand_as(phases), phases)
-        else:
-            spectrograms = probe(phases)
-        best = _mel_error(spectrograms, mel, config, peaks).argmin(dim=0)
-        return phases.gather(0, best[None, ..., None, None].expand_as(phases[:1]))[0]
+        best = best_error = None
+        for phase in _pghi_candidates(magnitude, mel, config, peaks):
+            spectrogram = torch.polar(magnitude, phase) if probe is None else probe(phase[None])[0]
+            error = _mel_error(spectrogram, mel, config, peaks).nan_to_num(nan=math.inf)
+            if best is None or best_error is None:
+                best, best_error = phase, error
+                continue
+            better = error < best_error
+            best = torch.where(better[..., None, None], phase, best)
+            best_error = torch.where(better, error, best_error)
+        return best
 
 
 def _mel_error(spectrograms: Tensor, mel: Tensor, config: MelConfig, peaks: PeakModel) -> Tensor:

@@ -55,7 +55,8 @@ class PeakModel(NamedTuple):
         nearest: ``(n_freqs,)`` int64: the lobe centred nearest each bin (for
             :attr:`PeakFit.centroid`).
         span: Lobes on each side of it that :attr:`PeakFit.centroid` averages over:
-            ``floor(n_fft / win_length / PEAK_STEP)``, a quarter of the main lobe's width.
+            ``floor(n_fft / win_length / PEAK_STEP)``, i.e. ``n_fft / win_length`` bins (a
+            quarter of a Hann window's main lobe).
     """
 
     fb: Tensor
@@ -70,8 +71,14 @@ class PeakModel(NamedTuple):
 
     def to(self, dtype: torch.dtype, device: torch.device | None = None) -> PeakModel:
         """The same model with its real tensors in ``dtype`` (and all on ``device``)."""
-        moved = [t.to(device=device, dtype=dtype) for t in self[:6]]
-        return PeakModel(*moved, self.lipschitz, self.nearest.to(device), self.span)
+        fb, window, lobes, mel_lobes, pinv, centres = (
+            t.to(device=device, dtype=dtype)
+            for t in (self.fb, self.window, self.lobes, self.mel_lobes, self.mel_lobes_pinv,
+                      self.centres)
+        )  # fmt: skip
+        return self._replace(fb=fb, window=window, lobes=lobes, mel_lobes=mel_lobes,
+                             mel_lobes_pinv=pinv, centres=centres,
+                             nearest=self.nearest.to(device))  # fmt: skip
 
 
 def peak_model(config: MelConfig, fb: Tensor, window: Tensor) -> PeakModel:
@@ -123,10 +130,12 @@ class PeakFit(NamedTuple):
             centred on the bin weighs most, so the mean leans towards the bin (by about a tenth
             of a bin on pure tones).
         centroid: Per bin, the mean centre of the lobes within :attr:`PeakModel.span` lobes of
-            the bin, weighted by their amplitudes ``a_j`` alone: no lean towards the bin, so a
+            the bin, weighted by their fitted weights ``a_j`` alone. At a partial's peak bin
+            the window holds all the lobes that fit it, so there is no lean towards the bin: a
             few times closer to a partial whose neighbours are a main lobe or more away, but
-            lobes of partials closer than that pull it off. Where those lobes are all zero, or
-            the bin lies outside the lobes' range, the bin itself.
+            lobes of partials closer than that pull it off (on a partial's flanks the window
+            cuts its lobes on one side, and the estimate leans towards the bin). Where those
+            lobes are all zero, or the bin lies outside the lobes' range, the bin itself.
     """
 
     spectrum: Tensor
@@ -161,9 +170,8 @@ def peak_fit(mel: Tensor, model: PeakModel, max_iter: int = PEAK_ITERATIONS) -> 
         spectrum = torch.matmul(model.lobes, weights)
         moment = torch.matmul(model.lobes, weights * model.centres[:, None])
         bins = torch.arange(spectrum.shape[-2], dtype=spectrum.dtype, device=spectrum.device)
-        tiny = torch.finfo(spectrum.dtype).tiny
         own = bins[:, None].expand_as(spectrum)
-        frequency = torch.where(spectrum > 0, moment / spectrum.clamp(min=tiny), own)
+        frequency = torch.where(spectrum > 0, moment / torch.where(spectrum > 0, spectrum, 1), own)
         return PeakFit(spectrum, frequency, _centroid(weights, model, bins, own))
 
 
@@ -178,8 +186,8 @@ def _centroid(weights: Tensor, model: PeakModel, bins: Tensor, own: Tensor) -> T
         total[..., :-d, :] += moment[..., d:, :]
     mass, total = mass[..., model.nearest, :], total[..., model.nearest, :]
     inside = ((model.centres[model.nearest] - bins).abs() <= PEAK_STEP / 2)[:, None]
-    tiny = torch.finfo(mass.dtype).tiny
-    return torch.where(inside & (mass > 0), total / mass.clamp(min=tiny), own)
+    has_mass = inside & (mass > 0)
+    return torch.where(has_mass, total / torch.where(mass > 0, mass, 1), own)
 
 
 def peak_spectrum(mel: Tensor, model: PeakModel, max_iter: int = PEAK_ITERATIONS) -> Tensor:

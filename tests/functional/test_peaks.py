@@ -15,6 +15,7 @@ from specinv_lightning.functional import (
     nnls_spectrum,
     pghi_phase,
 )
+from specinv_lightning.functional.initial import _pghi_candidates
 from specinv_lightning.functional.peaks import PEAK_STEP, peak_fit, peak_model, peak_spectrum
 
 
@@ -134,10 +135,22 @@ def test_peak_fit_centroid_is_closer_to_separate_partials(preset: str, f0: float
             estimate = getattr(fit, name)[0, :, frames].gather(0, peak[None])[0]
             errors[name] += float((estimate - partial).square().mean().sqrt())
     assert errors["centroid"] < 0.6 * errors["frequency"], errors
-    # silence and bins outside the lobes keep their own frequency
+    # silence, and bins beyond the lobes (above the filterbank), keep their own frequency
     silent = peak_fit(torch.zeros(1, cfg.n_mels, 2), model).centroid[0]
     bins = torch.arange(cfg.n_freqs, dtype=torch.float32)[:, None].expand(-1, 2)
     assert torch.equal(silent, bins)
+
+
+def test_peak_fit_centroid_keeps_bins_beyond_the_lobes() -> None:
+    # above the filterbank (hifigan: 8 kHz of 11.025) no lobe is centred; the lobes at the top
+    # carry weight there, but those bins keep their own frequency
+    cfg = MelConfig.from_preset("hifigan")
+    inv, model = _model(cfg)
+    noise = peak_fit(inv._decompress(MelSpectrogram(cfg)(torch.randn(1, 4096))), model)
+    beyond = int(model.centres[-1]) + 1
+    assert beyond < cfg.n_freqs and bool((noise.spectrum[0, beyond:] > 0).any())
+    bins = torch.arange(beyond, cfg.n_freqs, dtype=torch.float32)[:, None]
+    assert torch.equal(noise.centroid[0, beyond:], bins.expand(-1, noise.centroid.shape[-1]))
 
 
 def test_pinv_misplaces_partials_the_peak_spectrum_finds() -> None:
@@ -188,12 +201,7 @@ def test_choice_is_per_item_and_batch_independent(speech) -> None:
         alone = initial_phase(mag[i : i + 1], "pghi", config=cfg, mel=lin[i : i + 1], peaks=model)
         assert torch.equal(both[i], alone[0])
     # each item's phase is one of the three candidates
-    fit = peak_fit(lin, model)
-    candidates = [
-        pghi_phase(mag, cfg),
-        pghi_phase(fit.spectrum, cfg, frequency=fit.frequency),
-        pghi_phase(fit.spectrum, cfg, frequency=fit.centroid),
-    ]
+    candidates = _pghi_candidates(mag, lin, cfg, model)
     for i in range(2):
         assert any(torch.equal(both[i], c[i]) for c in candidates)
 
@@ -210,16 +218,20 @@ def test_pghi_fast_and_no_mel_are_the_magnitude_phase(speech) -> None:
 
 
 def test_griffin_lim_with_mel_uses_the_peak_model(speech) -> None:
-    # griffin_lim(mel=..., init="pghi") starts where MelInverter does
+    # griffin_lim(mel=..., init="pghi") starts where MelInverter does. Not bit for bit: the
+    # inverter fits the mel scaled to peak 1, and rounding can flip a near-tie between two bins
+    # (which one is the peak) or in the fitted frequencies, integrated along a partial. Measured:
+    # rms 3-4e-4 of the peak in float32 and float64, against 0.43 from the pinv magnitude's phase.
     cfg = MelConfig.from_preset("hifigan")
     inv = MelInverter(cfg, n_iter=0, fused=False)
     mel = MelSpectrogram(cfg)(_melody(cfg.sample_rate)[None])
     lin = inv._decompress(mel)
-    ours = griffin_lim(inv.magnitude_from_mel(mel), cfg, n_iter=0, init="pghi", mel=lin)
     expected = inv(mel)
-    # the inverter fits the mel scaled to peak 1: float32 rounding of the fitted frequencies is
-    # integrated along each partial (measured: 1.2e-4 of the peak at most)
-    assert torch.allclose(ours / ours.abs().max(), expected / expected.abs().max(), atol=1e-3)
+    expected = expected / expected.abs().max()
+    for init, near in (("pghi", True), ("pghi-fast", False)):
+        ours = griffin_lim(inv.magnitude_from_mel(mel), cfg, n_iter=0, init=init, mel=lin)
+        rms = float((ours / ours.abs().max() - expected).square().mean().sqrt())
+        assert (rms < 0.01) == near, (init, rms)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -319,23 +331,29 @@ def test_probe_keeps_pghi_from_stalling_on_unresolved_partials() -> None:
     assert pghi32 == pytest.approx(consistency("pghi-fast", 32), abs=1e-6)
 
 
-def test_probe_decides_the_choice() -> None:
-    # initial_phase judges the candidates by what the probe returns, and returns the initial
-    # phase of the winner (not the probed one)
+@pytest.mark.parametrize(
+    ("levels", "winner"),
+    [((1, 100, 100), 0), ((100, 1, 100), 1), ((100, 100, 1), 2), ((1, 1, 1), 0),
+     (("nan", 1, 1), 1), (("nan", "nan", "nan"), 0)],
+)  # fmt: skip
+def test_probe_decides_the_choice(levels: tuple, winner: int) -> None:
+    # initial_phase judges the candidates, one at a time, by what the probe returns (the first of
+    # equals; a NaN never wins) and returns the initial phase of the winner, not the probed one
     cfg = MelConfig.from_preset("hifigan")
     inv, model = _model(cfg)
     mel = MelSpectrogram(cfg)(_melody(cfg.sample_rate)[None, : cfg.num_samples(60)])[..., :60]
     lin, mag = inv._decompress(mel), inv.magnitude_from_mel(mel)
-    fast = pghi_phase(mag, cfg)
     seen = []
 
     def probe(phases: torch.Tensor):
+        level = levels[len(seen)]
         seen.append(phases.shape)
-        loud = torch.stack((mag, 100 * mag, 100 * mag))  # the peak candidates resynthesise far
-        return torch.polar(loud, phases)  # too loud
+        scale = torch.full_like(mag, float(level))  # 100: resynthesises far too loud
+        return torch.polar(mag * scale, torch.zeros_like(phases))  # equal levels: equal errors
 
     chosen = initial_phase(mag, "pghi", config=cfg, mel=lin, peaks=model, probe=probe)
-    assert seen == [(3, *mag.shape)] and torch.equal(chosen, fast)
+    assert seen == [(1, *mag.shape)] * 3
+    assert torch.equal(chosen, _pghi_candidates(mag, lin, cfg, model)[winner])
 
 
 def test_padding_leaves_the_chosen_phase_of_earlier_frames(speech, monkeypatch) -> None:
