@@ -193,6 +193,17 @@ def piano() -> dict[str, np.ndarray]:
 SETS = {"speech": speech, "music": music, "chords": chords, "low": low, "piano": piano}
 
 
+def load_clips(sets: list[str]) -> dict[str, np.ndarray]:
+    """The clips of the named :data:`SETS`, by name (shared by the benchmarks that use them)."""
+    return {name: x for s in sets for name, x in SETS[s]().items()}
+
+
+def print_header(columns: list[str]) -> None:
+    """The header and rule of a Markdown table."""
+    print("| " + " | ".join(columns) + " |")
+    print("|---" * len(columns) + "|")
+
+
 def consistency(
     cfg: MelConfig, mel: torch.Tensor, n_iter: int, phase: torch.Tensor | None = None, **kwargs
 ) -> float:
@@ -229,12 +240,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="random-phase seeds averaged")
     parser.add_argument("--no-oracle", action="store_true")
     args = parser.parse_args()
-    clips = {name: x for s in args.sets for name, x in SETS[s]().items()}
+    clips = load_clips(args.sets)
     columns = ["preset", "clip", "random", "pghi-fast", "pghi (default)"]
     columns += [] if args.no_oracle else ["PGHI of true \\|X\\|"]
     columns += ["gain at 32", "8 vs 32"]
-    print("| " + " | ".join(columns) + " |")
-    print("|---" * len(columns) + "|")
+    print_header(columns)
     for preset in args.presets:
         cfg = MelConfig.from_preset(preset, sample_rate=SR)
         for name, clip in clips.items():

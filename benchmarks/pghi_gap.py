@@ -26,7 +26,7 @@ import argparse
 import math
 
 import torch
-from initial_phase import SETS, SR, consistency
+from initial_phase import SETS, SR, consistency, load_clips, print_header
 
 from specinv_lightning import MelConfig, MelInverter, MelSpectrogram
 from specinv_lightning.functional import pghi_phase, stft
@@ -82,11 +82,10 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["styletts2", "hifigan"])
     parser.add_argument("--sets", nargs="+", default=["speech", "music"], choices=list(SETS))
     args = parser.parse_args()
-    clips = {name: x for s in args.sets for name, x in SETS[s]().items()}
+    clips = load_clips(args.sets)
     columns = ["preset", "clip", "mel", "true", *(f"true < {c}" for c in CUTS)]
     columns += ["fit, true freq", "true, fit freq"]
-    print("| " + " | ".join(columns) + " |")
-    print("|---" * len(columns) + "|")
+    print_header(columns)
     for preset in args.presets:
         cfg = MelConfig.from_preset(preset, sample_rate=SR)
         for name, clip in clips.items():

@@ -24,7 +24,7 @@ import statistics
 import time
 
 import torch
-from initial_phase import SETS, SR
+from initial_phase import SETS, SR, load_clips, print_header
 
 from specinv_lightning import MelConfig, MelInverter, MelSpectrogram
 from specinv_lightning.functional import _engine, mel_consistency, spectral_convergence, stft
@@ -84,11 +84,10 @@ def main() -> None:
     args = parser.parse_args()
     print(f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads")  # fmt: skip
-    clips = {name: x for s in args.sets for name, x in SETS[s]().items()}
+    clips = load_clips(args.sets)
     head = ["random", "pghi (default)", "mag SC at 32"]
     columns = ["preset", "clip"] + [f"{h} ({m})" for m in MODES for h in head]
-    print("| " + " | ".join(columns) + " |")
-    print("|---" * len(columns) + "|")
+    print_header(columns)
     for preset in args.presets:
         cfg = MelConfig.from_preset(preset, sample_rate=SR)
         for name, clip in clips.items():

@@ -188,11 +188,16 @@ class MelConstraint:
     mel: Tensor
     ops: MelOperators
 
+    @property
+    def rescales(self) -> bool:
+        """Whether the step is multiplicative (power-2 mels, :data:`RESCALE_SWEEPS` > 0)."""
+        return self.ops.power == 2.0 and RESCALE_SWEEPS > 0
+
     def __call__(self, mag: Tensor) -> Tensor:
         """The target for frame-major ``|t|`` ``(items, frames, n_freqs)`` (autograd-safe)."""
         ops, p = self.ops, self.ops.power
         spectrum = (mag.square() if p == 2.0 else mag).transpose(-1, -2)
-        if p == 2.0 and RESCALE_SWEEPS:
+        if self.rescales:
             out = rescale_onto_mel(spectrum, self.mel, ops.fb, RESCALE_SWEEPS)
         else:
             out = project_onto_mel(spectrum, self.mel, ops.fb, ops.fb_pinv, ops.bins)
@@ -202,7 +207,7 @@ class MelConstraint:
         """In-place :meth:`__call__` on a frame-major scratch buffer (no autograd)."""
         ops, p = self.ops, self.ops.power
         spectrum = mag.square_().transpose(-1, -2) if p == 2.0 else mag.transpose(-1, -2)
-        if p == 2.0 and RESCALE_SWEEPS:
+        if self.rescales:
             rescale_onto_mel_(spectrum, self.mel, ops.banded, RESCALE_SWEEPS)
         else:
             project_onto_mel_(spectrum, self.mel, ops.fb, ops.fb_pinv, ops.bins, ops.banded)
