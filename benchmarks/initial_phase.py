@@ -22,10 +22,15 @@ Clip sets (``--sets``):
   decay): a melody around C5 over a chord every half note, the chords in the tenor (roots
   C3-B3) or middle (C4-B4) register.
 
+``--iters`` changes the iteration counts (default 8 and 32). With other counts, e.g. the long
+runs ``--iters 32 128 256 --no-fast --no-oracle``, the last column is ``pghi`` minus random at
+the largest count (positive: random phases end ahead).
+
 Usage::
 
     python benchmarks/initial_phase.py                                  # hifigan, all sets
     python benchmarks/initial_phase.py --presets vocos librosa styletts2 --sets speech music
+    python benchmarks/initial_phase.py --sets low --iters 32 128 256 --no-fast --no-oracle
 """
 
 from __future__ import annotations
@@ -214,20 +219,29 @@ def consistency(
     return float(mel_consistency(wave, mel, cfg))
 
 
-def row(cfg: MelConfig, clip: np.ndarray, seeds: int, oracle: bool) -> dict[str, tuple]:
+def row(
+    cfg: MelConfig,
+    clip: np.ndarray,
+    seeds: int,
+    oracle: bool,
+    iters: tuple[int, ...] = (8, 32),
+    fast: bool = True,
+) -> dict[str, list[float]]:
+    """Mel consistency (dB) per method at each of ``iters``."""
     x = torch.tensor(clip, dtype=torch.float32)[None]
     mel = MelSpectrogram(cfg)(x)
-    out = {}
-    for n in (8, 32):
+    out: dict[str, list[float]] = {}
+    for n in iters:
         out.setdefault("random", []).append(
             statistics.mean(consistency(cfg, mel, n, init="random", seed=s) for s in range(seeds))
         )
-        out.setdefault("pghi-fast", []).append(consistency(cfg, mel, n, init="pghi-fast"))
+        if fast:
+            out.setdefault("pghi-fast", []).append(consistency(cfg, mel, n, init="pghi-fast"))
         out.setdefault("pghi", []).append(consistency(cfg, mel, n))
     if oracle:
         true = stft(x.double(), cfg)[..., : mel.shape[-1]].abs()
         phase = pghi_phase(true, cfg).float()
-        out["oracle"] = [consistency(cfg, mel, n, phase) for n in (8, 32)]
+        out["oracle"] = [consistency(cfg, mel, n, phase) for n in iters]
     return out
 
 
@@ -239,19 +253,27 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     parser.add_argument("--seeds", type=int, default=5, help="random-phase seeds averaged")
     parser.add_argument("--no-oracle", action="store_true")
+    parser.add_argument("--no-fast", action="store_true", help="skip the pghi-fast column")
+    parser.add_argument("--iters", nargs="+", type=int, default=[8, 32])
     args = parser.parse_args()
     clips = load_clips(args.sets)
-    columns = ["preset", "clip", "random", "pghi-fast", "pghi (default)"]
-    columns += [] if args.no_oracle else ["PGHI of true \\|X\\|"]
-    columns += ["gain at 32", "8 vs 32"]
+    iters, short = tuple(args.iters), tuple(args.iters) == (8, 32)
+    columns = ["preset", "clip", "random"] + ([] if args.no_fast else ["pghi-fast"])
+    columns += ["pghi (default)"] + ([] if args.no_oracle else ["PGHI of true \\|X\\|"])
+    columns += ["gain at 32", "8 vs 32"] if short else [f"pghi - random at {max(iters)}"]
     print_header(columns)
     for preset in args.presets:
         cfg = MelConfig.from_preset(preset, sample_rate=SR)
         for name, clip in clips.items():
-            r = row(cfg, clip, args.seeds, not args.no_oracle)
-            cells = " | ".join(f"{a:.1f} / {b:.1f}" for a, b in r.values())
-            gain, early = r["random"][1] - r["pghi"][1], r["random"][1] - r["pghi"][0]
-            print(f"| {preset} | {name} | {cells} | {gain:+.1f} | {early:+.1f} |", flush=True)
+            r = row(cfg, clip, args.seeds, not args.no_oracle, iters, not args.no_fast)
+            cells = " | ".join(" / ".join(f"{v:.1f}" for v in values) for values in r.values())
+            if short:
+                gain, early = r["random"][1] - r["pghi"][1], r["random"][1] - r["pghi"][0]
+                tail = f"{gain:+.1f} | {early:+.1f}"
+            else:
+                last = iters.index(max(iters))
+                tail = f"{r['pghi'][last] - r['random'][last]:+.1f}"
+            print(f"| {preset} | {name} | {cells} | {tail} |", flush=True)
 
 
 if __name__ == "__main__":
