@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from specinv_lightning.config import MelConfig
-from specinv_lightning.functional.peaks import PeakModel, peak_fit
+from specinv_lightning.functional.peaks import PEAK_SHARPEN, PeakModel, peak_fits
 from specinv_lightning.functional.pghi import pghi_phase
 from specinv_lightning.functional.stft import istft, stft
 
@@ -47,7 +47,8 @@ def initial_phase(
             computed, one from ``magnitude`` and two from the mel's
             :func:`~specinv_lightning.functional.peaks.peak_fit` (sharp harmonic peaks where a
             mel band holds several bins, each partial's phase advancing at the fit's
-            ``frequency`` or at its ``centroid``), and each item keeps the one whose resynthesis
+            ``frequency``, or at the ``centroid`` of the fit after its multiplicative
+            sharpening steps), and each item keeps the one whose resynthesis
             has the smallest mel error:
             after the ``probe``'s iterations, or after one projection without a probe; without
             them, the phase of
@@ -113,15 +114,21 @@ def _pghi_candidates(
     magnitude: Tensor, mel: Tensor, config: MelConfig, peaks: PeakModel
 ) -> list[Tensor]:
     """The phases ``init="pghi"`` chooses from, in order of preference among equals: PGHI of
-    ``magnitude``; PGHI of the mel's peak spectrum with the fit's per-bin ``frequency``; the same
-    with its ``centroid`` frequency (:class:`~specinv_lightning.functional.peaks.PeakFit`)."""
-    fit = peak_fit(mel, peaks)
-    sharp = fit.spectrum.clamp(min=0.0).sqrt() if config.power == 2.0 else fit.spectrum
+    ``magnitude``; PGHI of the mel's peak spectrum with the fit's per-bin ``frequency``; PGHI of
+    the sharpened fit's spectrum with its ``centroid`` frequency
+    (:class:`~specinv_lightning.functional.peaks.PeakFit`; the fit before and after
+    :data:`~specinv_lightning.functional.peaks.PEAK_SHARPEN` multiplicative steps)."""
+    plain, sharpened = peak_fits(mel, peaks, (0, PEAK_SHARPEN))
     return [
         pghi_phase(magnitude, config),
-        pghi_phase(sharp, config, frequency=fit.frequency),
-        pghi_phase(sharp, config, frequency=fit.centroid),
+        pghi_phase(_root(plain.spectrum, config), config, frequency=plain.frequency),
+        pghi_phase(_root(sharpened.spectrum, config), config, frequency=sharpened.centroid),
     ]
+
+
+def _root(spectrum: Tensor, config: MelConfig) -> Tensor:
+    """A fitted ``|X|^power`` as a magnitude."""
+    return spectrum.clamp(min=0.0).sqrt() if config.power == 2.0 else spectrum
 
 
 def _best_pghi(

@@ -12,12 +12,18 @@ uses it for ``init="pghi"`` when it knows the mel.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from specinv_lightning.config import MelConfig
+from specinv_lightning.functional._inplace import (
+    BandedFilterbank,
+    filterbank_blocks,
+    rescale_onto_mel_,
+)
 from specinv_lightning.functional.magnitude import (
     filterbank_lipschitz,
     filterbank_pinv,
@@ -28,9 +34,11 @@ __all__ = [
     "PeakFit",
     "PeakModel",
     "peak_fit",
+    "peak_fits",
     "peak_model",
     "peak_spectrum",
     "PEAK_ITERATIONS",
+    "PEAK_SHARPEN",
     "PEAK_STEP",
 ]
 
@@ -38,6 +46,8 @@ __all__ = [
 PEAK_STEP = 0.5
 #: Iterations of the non-negative fit.
 PEAK_ITERATIONS = 100
+#: Multiplicative (Richardson-Lucy) steps after it, which gather each partial onto fewer lobes.
+PEAK_SHARPEN = 50
 
 
 class PeakModel(NamedTuple):
@@ -57,6 +67,8 @@ class PeakModel(NamedTuple):
         span: Lobes on each side of it that :attr:`PeakFit.centroid` averages over:
             ``floor(n_fft / win_length / PEAK_STEP)``, i.e. ``n_fft / win_length`` bins (a
             quarter of a Hann window's main lobe).
+        banded: ``mel_lobes`` in blocks of lobes with the mels that touch them (the products of
+            the multiplicative steps skip its zeros).
     """
 
     fb: Tensor
@@ -68,6 +80,7 @@ class PeakModel(NamedTuple):
     lipschitz: float
     nearest: Tensor
     span: int
+    banded: BandedFilterbank
 
     def to(self, dtype: torch.dtype, device: torch.device | None = None) -> PeakModel:
         """The same model with its real tensors in ``dtype`` (and all on ``device``)."""
@@ -76,9 +89,12 @@ class PeakModel(NamedTuple):
             for t in (self.fb, self.window, self.lobes, self.mel_lobes, self.mel_lobes_pinv,
                       self.centres)
         )  # fmt: skip
+        banded = self.banded._replace(
+            fb=mel_lobes, gram_pinv=self.banded.gram_pinv.to(device=device, dtype=dtype)
+        )
         return self._replace(fb=fb, window=window, lobes=lobes, mel_lobes=mel_lobes,
                              mel_lobes_pinv=pinv, centres=centres,
-                             nearest=self.nearest.to(device))  # fmt: skip
+                             nearest=self.nearest.to(device), banded=banded)  # fmt: skip
 
 
 def peak_model(config: MelConfig, fb: Tensor, window: Tensor) -> PeakModel:
@@ -115,7 +131,8 @@ def peak_model(config: MelConfig, fb: Tensor, window: Tensor) -> PeakModel:
     pinv, lipschitz = filterbank_pinv(mel_lobes), filterbank_lipschitz(mel_lobes)
     nearest = offsets.abs().argmin(dim=-1)
     span = int(config.n_fft / config.win_length / PEAK_STEP + 1e-9)
-    return PeakModel(fb, w, lobes, mel_lobes, pinv, centres, lipschitz, nearest, span)
+    banded = filterbank_blocks(mel_lobes)
+    return PeakModel(fb, w, lobes, mel_lobes, pinv, centres, lipschitz, nearest, span, banded)
 
 
 class PeakFit(NamedTuple):
@@ -143,36 +160,70 @@ class PeakFit(NamedTuple):
     centroid: Tensor
 
 
-def peak_fit(mel: Tensor, model: PeakModel, max_iter: int = PEAK_ITERATIONS) -> PeakFit:
+def peak_fit(
+    mel: Tensor, model: PeakModel, max_iter: int = PEAK_ITERATIONS, sharpen: int = PEAK_SHARPEN
+) -> PeakFit:
     """The peak spectrum of the linear mel ``M``, and two estimates of each bin's frequency.
 
     The weights are ``a = argmin_{a >= 0} ||mel_lobes a - M||``, fitted with
     :func:`~specinv_lightning.functional.nnls_spectrum` (FISTA, warm-started from the
     pseudo-inverse) over the lobes instead of the bins, for exactly ``max_iter`` iterations (no
     tolerance: it would stop when the slowest item of the batch does, making an item's result
-    depend on its batch). Each frame is fitted on its own; items are independent. Not
+    depend on its batch), then ``sharpen`` multiplicative steps
+    ``a <- a * mel_lobes^T (M / mel_lobes a) / mel_lobes^T 1``
+    (:func:`~specinv_lightning.functional.rescale_onto_mel` with the lobes as the filterbank).
+    The fit has many solutions where a band is wider than a lobe (a partial fitted by a spread
+    of neighbouring lobes has nearly the mel of one lobe at their mean), and FISTA from the
+    pseudo-inverse ends on a spread one whose centre drifts towards the band's; the
+    multiplicative (Richardson-Lucy) steps keep the mel fitted while they gather each partial's
+    weight onto fewer lobes. Each frame is fitted on its own; items are independent. Not
     differentiated (an initial value).
 
     Args:
         mel: Linear mel ``(..., n_mels, frames)``, values >= 0, in the config's power domain.
         model: :func:`peak_model` of the config, in ``mel``'s dtype and device.
         max_iter: Iteration cap of the fit.
+        sharpen: Multiplicative steps after it (0: none).
     """
+    return peak_fits(mel, model, (sharpen,), max_iter)[0]
+
+
+def peak_fits(
+    mel: Tensor, model: PeakModel, sharpen: Sequence[int], max_iter: int = PEAK_ITERATIONS
+) -> list[PeakFit]:
+    """:func:`peak_fit` for each count of multiplicative steps in ``sharpen`` (ascending), from
+    one FISTA fit: the steps of each count continue those of the one before it."""
+    if list(sharpen) != sorted(sharpen) or any(int(n) < 0 for n in sharpen):
+        raise ValueError(f"sharpen: expected ascending counts >= 0, got {list(sharpen)}")
     with torch.no_grad():
+        mel = mel.detach()
         weights = nnls_spectrum(
-            mel.detach(),
+            mel,
             model.mel_lobes,
             model.mel_lobes_pinv,
             max_iter=max_iter,
             tol=None,  # always max_iter: a tolerance stops when the batch's slowest item does
             lipschitz=model.lipschitz,
         )
-        spectrum = torch.matmul(model.lobes, weights)
-        moment = torch.matmul(model.lobes, weights * model.centres[:, None])
-        bins = torch.arange(spectrum.shape[-2], dtype=spectrum.dtype, device=spectrum.device)
-        own = bins[:, None].expand_as(spectrum)
-        frequency = torch.where(spectrum > 0, moment / torch.where(spectrum > 0, spectrum, 1), own)
-        return PeakFit(spectrum, frequency, _centroid(weights, model, bins, own))
+        fits, done = [], 0
+        for count in sharpen:
+            if count > done:
+                if done == 0:  # a frame-major copy: the in-place steps' layout
+                    weights = weights.transpose(-1, -2).contiguous().transpose(-1, -2)
+                rescale_onto_mel_(weights, mel, model.banded, int(count) - done)
+                done = int(count)
+            fits.append(_fit_from(weights, model))
+        return fits
+
+
+def _fit_from(weights: Tensor, model: PeakModel) -> PeakFit:
+    """The :class:`PeakFit` of the lobe weights ``a`` ``(..., n_lobes, frames)``."""
+    spectrum = torch.matmul(model.lobes, weights)
+    moment = torch.matmul(model.lobes, weights * model.centres[:, None])
+    bins = torch.arange(spectrum.shape[-2], dtype=spectrum.dtype, device=spectrum.device)
+    own = bins[:, None].expand_as(spectrum)
+    frequency = torch.where(spectrum > 0, moment / torch.where(spectrum > 0, spectrum, 1), own)
+    return PeakFit(spectrum, frequency, _centroid(weights, model, bins, own))
 
 
 def _centroid(weights: Tensor, model: PeakModel, bins: Tensor, own: Tensor) -> Tensor:
@@ -190,14 +241,17 @@ def _centroid(weights: Tensor, model: PeakModel, bins: Tensor, own: Tensor) -> T
     return torch.where(has_mass, total / torch.where(mass > 0, mass, 1), own)
 
 
-def peak_spectrum(mel: Tensor, model: PeakModel, max_iter: int = PEAK_ITERATIONS) -> Tensor:
-    """``lobes @ a`` with ``a = argmin_{a >= 0} ||mel_lobes a - M||``: a spectrum ``|X|^power``
-    ``(..., n_freqs, frames)`` made of window lobes whose mel is the linear mel ``M``
-    (:func:`peak_fit`'s ``spectrum``).
+def peak_spectrum(
+    mel: Tensor, model: PeakModel, max_iter: int = PEAK_ITERATIONS, sharpen: int = PEAK_SHARPEN
+) -> Tensor:
+    """``lobes @ a`` with ``a`` the non-negative lobe weights of :func:`peak_fit`: a spectrum
+    ``|X|^power`` ``(..., n_freqs, frames)`` made of window lobes whose mel is the linear mel
+    ``M`` (:func:`peak_fit`'s ``spectrum``).
 
     Args:
         mel: Linear mel ``(..., n_mels, frames)``, values >= 0, in the config's power domain.
         model: :func:`peak_model` of the config, in ``mel``'s dtype and device.
         max_iter: Iteration cap of the fit.
+        sharpen: Multiplicative steps after it (0: none).
     """
-    return peak_fit(mel, model, max_iter).spectrum
+    return peak_fit(mel, model, max_iter, sharpen).spectrum

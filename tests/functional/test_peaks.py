@@ -15,8 +15,16 @@ from specinv_lightning.functional import (
     nnls_spectrum,
     pghi_phase,
 )
+from specinv_lightning.functional import initial as initial_module
 from specinv_lightning.functional.initial import _pghi_candidates
-from specinv_lightning.functional.peaks import PEAK_STEP, peak_fit, peak_model, peak_spectrum
+from specinv_lightning.functional.peaks import (
+    PEAK_SHARPEN,
+    PEAK_STEP,
+    peak_fit,
+    peak_fits,
+    peak_model,
+    peak_spectrum,
+)
 
 
 def _model(cfg: MelConfig, dtype: torch.dtype = torch.float32):
@@ -151,6 +159,63 @@ def test_peak_fit_centroid_keeps_bins_beyond_the_lobes() -> None:
     assert beyond < cfg.n_freqs and bool((noise.spectrum[0, beyond:] > 0).any())
     bins = torch.arange(beyond, cfg.n_freqs, dtype=torch.float32)[:, None]
     assert torch.equal(noise.centroid[0, beyond:], bins.expand(-1, noise.centroid.shape[-1]))
+
+
+@pytest.mark.parametrize("preset", ["hifigan", "librosa", "styletts2"])
+def test_sharpening_places_lone_tones_where_bands_are_wider_than_a_lobe(preset: str) -> None:
+    # a lone partial in a band wider than the window's main lobe: FISTA from the pseudo-inverse
+    # spreads it over neighbouring lobes whose mean drifts towards the band's centre; the
+    # multiplicative steps gather it. Centroid at the peak bin, mean |error| over six tones,
+    # measured: without 0.25 / 0.36 / 1.03 bins, with 0.09 / 0.16 / 0.62
+    cfg = MelConfig.from_preset(preset)
+    inv, model = _model(cfg)
+    freqs = (812.7, 1234.5, 1777.0, 2301.0, 3011.0, 4480.0)
+    t = torch.arange(cfg.sample_rate, dtype=torch.float64) / cfg.sample_rate
+    x = torch.stack([0.5 * torch.sin(2 * math.pi * f * t) for f in freqs]).float()
+    lin = inv._decompress(MelSpectrogram(cfg)(x))
+    frame = lin.shape[-1] // 2
+    truth = torch.tensor(freqs) * cfg.n_fft / cfg.sample_rate
+    errors = []
+    for fit in peak_fits(lin, model, (0, PEAK_SHARPEN)):
+        peak = fit.spectrum[..., frame].argmax(-1)
+        centroid = fit.centroid[..., frame].gather(-1, peak[:, None])[:, 0]
+        errors.append(float((centroid - truth).abs().mean()))
+        # the mel stays fitted (relative residual)
+        fitted = torch.matmul(inv.fb.float(), fit.spectrum)
+        assert float((fitted - lin).norm() / lin.norm()) < 0.05
+    assert errors[1] <= 0.7 * errors[0], errors
+
+
+def test_peak_fits_continue_one_fit() -> None:
+    # one FISTA fit, then the steps of each count continue the previous ones: the same numbers
+    # as separate calls; counts must ascend and be >= 0
+    cfg = MelConfig.from_preset("styletts2")
+    inv, model = _model(cfg)
+    lin = inv._decompress(MelSpectrogram(cfg)(_melody(cfg.sample_rate)[None, :24000]))
+    chained = peak_fits(lin, model, (0, 10, 25))
+    for count, fit in zip((0, 10, 25), chained, strict=True):
+        alone = peak_fit(lin, model, sharpen=count)
+        for a, b in zip(fit, alone, strict=True):
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-6 * float(b.abs().max())), count
+    assert not torch.equal(chained[0].spectrum, chained[2].spectrum)
+    for bad in ((10, 0), (-1,)):
+        with pytest.raises(ValueError, match="sharpen"):
+            peak_fits(lin, model, bad)
+
+
+def test_sharpening_helps_init_pghi_on_a_melody(monkeypatch) -> None:
+    # purpose: on StyleTTS 2's transform (bands wider than the window's main lobe below 2 kHz)
+    # the sharpened candidate lifts 8 iterations on a synthetic melody (measured: -30.2 dB
+    # without, -40.2 with; other seeds of the melody +3.1 and +5.2 dB)
+    cfg = MelConfig.from_preset("styletts2")
+    mel = MelSpectrogram(cfg)(_melody(cfg.sample_rate)[None])
+    scores = {}
+    for count in (0, PEAK_SHARPEN):
+        monkeypatch.setattr(initial_module, "PEAK_SHARPEN", count)
+        with torch.no_grad():
+            wave = MelInverter(cfg, n_iter=8)(mel)
+        scores[count] = float(mel_consistency(wave, mel, cfg))
+    assert scores[PEAK_SHARPEN] <= scores[0] - 4.0, scores
 
 
 def test_pinv_misplaces_partials_the_peak_spectrum_finds() -> None:
