@@ -32,6 +32,7 @@ from initial_phase import SETS, SR, consistency, load_clips, print_header
 from specinv_lightning import MelConfig, MelInverter, MelSpectrogram
 from specinv_lightning.functional import pghi_phase, stft
 from specinv_lightning.functional.initial import _pghi_candidates
+from specinv_lightning.functional.magnitude import root
 from specinv_lightning.functional.peaks import peak_fit
 
 CUTS = (500, 1000, 2000, 4000)
@@ -58,8 +59,7 @@ def row(cfg: MelConfig, clip) -> list[float]:
     model = inverter._peaks_in(lin)
     candidates = _pghi_candidates(inverter.magnitude_from_mel(mel), lin, cfg, model)
     peak = peak_fit(lin, model)
-    fit, freq = peak.spectrum, peak.centroid
-    fit = fit.clamp(min=0).sqrt() if cfg.power == 2.0 else fit
+    fit, freq = root(peak.spectrum, cfg.power), peak.centroid
     scores = [consistency(cfg, mel, 8, p) for p in candidates]
     phase = candidates[scores.index(min(scores))]
     oracle = pghi_phase(true, cfg)

@@ -50,6 +50,7 @@ from specinv_lightning.functional.magnitude import (
     project_onto_mel,
     rescale_onto_mel,
 )
+from specinv_lightning.functional.magnitude import root as magnitude_root
 from specinv_lightning.functional.peaks import PeakModel
 from specinv_lightning.functional.stft import make_window
 
@@ -136,7 +137,7 @@ def choose_engine(
 
 def root(spectrum: Tensor, power: float) -> Tensor:
     """``|X|`` from ``|X|^power`` (power 1 or 2), with a floor that keeps gradients finite."""
-    return spectrum.clamp(min=POWER_FLOOR).sqrt() if power == 2.0 else spectrum
+    return magnitude_root(spectrum, power, POWER_FLOOR)
 
 
 class MelOperators(NamedTuple):

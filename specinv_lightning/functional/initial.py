@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from specinv_lightning.config import MelConfig
+from specinv_lightning.functional.magnitude import root
 from specinv_lightning.functional.peaks import PEAK_SHARPEN, PeakModel, peak_fits
 from specinv_lightning.functional.pghi import pghi_phase
 from specinv_lightning.functional.stft import istft, stft
@@ -121,14 +122,9 @@ def _pghi_candidates(
     plain, sharpened = peak_fits(mel, peaks, (0, PEAK_SHARPEN))
     return [
         pghi_phase(magnitude, config),
-        pghi_phase(_root(plain.spectrum, config), config, frequency=plain.frequency),
-        pghi_phase(_root(sharpened.spectrum, config), config, frequency=sharpened.centroid),
+        pghi_phase(root(plain.spectrum, config.power), config, frequency=plain.frequency),
+        pghi_phase(root(sharpened.spectrum, config.power), config, frequency=sharpened.centroid),
     ]
-
-
-def _root(spectrum: Tensor, config: MelConfig) -> Tensor:
-    """A fitted ``|X|^power`` as a magnitude."""
-    return spectrum.clamp(min=0.0).sqrt() if config.power == 2.0 else spectrum
 
 
 def _best_pghi(

@@ -85,6 +85,12 @@ def project_onto_mel(
     return updated.reshape(*lead, n_freqs).transpose(-1, -2)
 
 
+def root(spectrum: Tensor, power: float, floor: float = 0.0) -> Tensor:
+    """``|X|`` from ``|X|^power`` (power 1 or 2); for power 2 the values are clamped at ``floor``
+    first (a positive floor keeps the gradient of the root finite)."""
+    return spectrum.clamp(min=floor).sqrt() if power == 2.0 else spectrum
+
+
 def _rescale_weights(fb: Tensor) -> tuple[Tensor, Tensor]:
     """``(1 / F^T 1, [F^T 1 == 0])`` per bin (0 where no filter covers it; those bins keep factor 1)."""
     norm = fb.sum(dim=0)
