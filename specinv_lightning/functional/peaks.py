@@ -121,12 +121,15 @@ def peak_model(config: MelConfig, fb: Tensor, window: Tensor) -> PeakModel:
     w = window.detach().double().to(fb.device)
     t = torch.arange(w.numel(), dtype=torch.float64, device=fb.device)
     inside = offsets.abs() <= reach
-    d = offsets[inside]
-    # |W(d)| = |sum_t w[t] exp(-2 pi i d t / n_fft)| / sum w, for the offsets that are kept
+    # the kept offsets take a few distinct values (bins minus centres on a half-bin grid)
+    d, which = torch.unique(offsets[inside], return_inverse=True)
+    # |W(d)| = |sum_t w[t] exp(-2 pi i d t / n_fft)| / sum w, for each distinct offset
     arg = (2 * math.pi / config.n_fft) * d[:, None] * t
     transform = torch.complex(w * torch.cos(arg), -w * torch.sin(arg)).sum(-1).abs()
     lobes = torch.zeros_like(offsets)
-    lobes[inside] = (transform / w.sum().clamp(min=torch.finfo(w.dtype).tiny)) ** config.power
+    lobes[inside] = (
+        transform[which] / w.sum().clamp(min=torch.finfo(w.dtype).tiny)
+    ) ** config.power
     mel_lobes = fb @ lobes
     pinv, lipschitz = filterbank_pinv(mel_lobes), filterbank_lipschitz(mel_lobes)
     nearest = offsets.abs().argmin(dim=-1)
