@@ -1,13 +1,13 @@
 """Where the default initial phase falls short of PGHI of the true magnitude, per clip.
 
-``init="pghi"`` sees only the mel. Its phase is PGHI of one of three candidates (the pinv
+``init="pghi"`` sees only the mel. Its phase is PGHI of one of four candidates (the pinv
 magnitude, or the mel's peak-model fit with its moment or, sharpened, its centroid frequency,
-chosen per item by a probe); ``initial_phase.py`` compares it with PGHI of the clip's *true*
+or its harmonic fit with the centroid; chosen per item by a probe); ``initial_phase.py`` compares it with PGHI of the clip's *true*
 STFT magnitude, which no mel-based init sees. This script asks where the difference lies. For
 each preset and clip it prints mel consistency (dB, lower is better) after 8 iterations of the
 default inverter from:
 
-- ``mel``: the best of the three mel-based phases at 8 iterations (what the probe aims at);
+- ``mel``: the best of the four mel-based phases at 8 iterations (what the probe aims at);
 - ``true``: PGHI of the true magnitude;
 - ``true < f``: the true magnitude's PGHI phase below ``f`` Hz, the ``mel`` phase above it;
 - ``fit, true freq``: PGHI of the (sharpened) peak fit with each bin's true instantaneous

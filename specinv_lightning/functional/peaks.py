@@ -25,13 +25,18 @@ from specinv_lightning.functional._inplace import (
     rescale_onto_mel_,
 )
 from specinv_lightning.functional.magnitude import (
+    _bands,
     filterbank_lipschitz,
     filterbank_pinv,
     nnls_spectrum,
+    root,
 )
 
 __all__ = [
+    "HARMONIC_F0",
+    "HARMONIC_SIGMA",
     "PeakFit",
+    "harmonic_pitch",
     "PeakModel",
     "peak_fit",
     "peak_fits",
@@ -48,6 +53,15 @@ PEAK_STEP = 0.5
 PEAK_ITERATIONS = 100
 #: Multiplicative (Richardson-Lucy) steps after it, which gather each partial onto fewer lobes.
 PEAK_SHARPEN = 50
+#: Pitch range (Hz) of the harmonic fit's comb.
+HARMONIC_F0 = (60.0, 450.0)
+#: Width (bins, one standard deviation) of the harmonic fit's prior around each harmonic.
+HARMONIC_SIGMA = 1.0
+_HARMONIC_BAND = 1500.0  # Hz: the band whose harmonics set the pitch (at least 3 of the highest)
+_HARMONIC_FLOOR = 1e-3  # the prior's weight far from every harmonic
+_HARMONIC_VOICING = 0.25  # comb score over the compressed frame's maximum that counts as voiced
+_COMB_STEP = 0.05  # pitch grid step in bins
+_COMB_COMPRESSION = 0.01  # log1p(|X| / (0.01 max |X|)): every harmonic above -40 dB counts
 
 
 class PeakModel(NamedTuple):
@@ -69,6 +83,13 @@ class PeakModel(NamedTuple):
             quarter of a Hann window's main lobe).
         banded: ``mel_lobes`` in blocks of lobes with the mels that touch them (the products of
             the multiplicative steps skip its zeros).
+        comb: ``(band_bins, n_pitches)``: column ``g`` scores pitch ``pitches[g]`` on a frame's
+            compressed magnitude below ``_HARMONIC_BAND`` Hz: the sum of its values at the
+            pitch's multiples minus the sum half-way between them (linear interpolation).
+        harmonics: ``(n_pitches,)``: how many multiples of each pitch the comb sums.
+        pitches: ``(n_pitches,)``: the comb's pitch grid in bins, :data:`HARMONIC_F0` every
+            ``_COMB_STEP`` bins.
+        power: The config's ``power`` (the lobes hold ``|W|^power``).
     """
 
     fb: Tensor
@@ -81,20 +102,25 @@ class PeakModel(NamedTuple):
     nearest: Tensor
     span: int
     banded: BandedFilterbank
+    comb: Tensor
+    pitches: Tensor
+    harmonics: Tensor
+    power: float
 
     def to(self, dtype: torch.dtype, device: torch.device | None = None) -> PeakModel:
         """The same model with its real tensors in ``dtype`` (and all on ``device``)."""
-        fb, window, lobes, mel_lobes, pinv, centres = (
+        fb, window, lobes, mel_lobes, pinv, centres, comb, pitches, harmonics = (
             t.to(device=device, dtype=dtype)
             for t in (self.fb, self.window, self.lobes, self.mel_lobes, self.mel_lobes_pinv,
-                      self.centres)
+                      self.centres, self.comb, self.pitches, self.harmonics)
         )  # fmt: skip
         banded = self.banded._replace(
             fb=mel_lobes, gram_pinv=self.banded.gram_pinv.to(device=device, dtype=dtype)
         )
         return self._replace(fb=fb, window=window, lobes=lobes, mel_lobes=mel_lobes,
                              mel_lobes_pinv=pinv, centres=centres,
-                             nearest=self.nearest.to(device), banded=banded)  # fmt: skip
+                             nearest=self.nearest.to(device), banded=banded, comb=comb,
+                             pitches=pitches, harmonics=harmonics)  # fmt: skip
 
 
 def peak_model(config: MelConfig, fb: Tensor, window: Tensor) -> PeakModel:
@@ -135,7 +161,30 @@ def peak_model(config: MelConfig, fb: Tensor, window: Tensor) -> PeakModel:
     nearest = offsets.abs().argmin(dim=-1)
     span = int(config.n_fft / config.win_length / PEAK_STEP + 1e-9)
     banded = filterbank_blocks(mel_lobes)
-    return PeakModel(fb, w, lobes, mel_lobes, pinv, centres, lipschitz, nearest, span, banded)
+    comb, pitches, harmonics = _comb(config, n_freqs, fb.device)
+    return PeakModel(fb, w, lobes, mel_lobes, pinv, centres, lipschitz, nearest, span, banded,
+                     comb, pitches, harmonics, config.power)  # fmt: skip
+
+
+def _comb(config: MelConfig, n_freqs: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """:attr:`PeakModel.comb`, ``pitches`` and ``harmonics`` of ``config``, in float64."""
+    bin_hz = config.sample_rate / config.n_fft
+    top = min(_HARMONIC_BAND / bin_hz, n_freqs - 1.0)
+    low, high = (f / bin_hz for f in HARMONIC_F0)
+    pitches = torch.arange(low, max(low, min(high, top / 3)) + 1e-9, _COMB_STEP,
+                           dtype=torch.float64, device=device)  # fmt: skip
+    band = int(top) + 2
+    harmonics = torch.arange(1, int(top / low) + 1, dtype=torch.float64, device=device)
+    on = pitches[:, None] * harmonics  # (n_pitches, harmonics)
+    inside = (on <= top).double()
+    comb = torch.zeros(len(pitches), band, dtype=torch.float64, device=device)
+    for where, sign in ((on, 1.0), (on - pitches[:, None] / 2, -1.0)):  # harmonics, half-way
+        lo = where.floor().clamp(max=band - 2)
+        frac = (where - lo) * inside
+        rows = torch.arange(len(pitches), device=device)[:, None].expand_as(lo)
+        comb.index_put_((rows, lo.long()), sign * (inside - frac), accumulate=True)
+        comb.index_put_((rows, lo.long() + 1), sign * frac, accumulate=True)
+    return comb.t().contiguous(), pitches, inside.sum(-1)
 
 
 class PeakFit(NamedTuple):
@@ -192,12 +241,30 @@ def peak_fit(
 
 
 def peak_fits(
-    mel: Tensor, model: PeakModel, sharpen: Sequence[int], max_iter: int = PEAK_ITERATIONS
+    mel: Tensor,
+    model: PeakModel,
+    sharpen: Sequence[int],
+    max_iter: int = PEAK_ITERATIONS,
+    *,
+    harmonic: bool = False,
 ) -> list[PeakFit]:
     """:func:`peak_fit` for each count of multiplicative steps in ``sharpen`` (ascending), from
-    one FISTA fit: the steps of each count continue those of the one before it."""
+    one FISTA fit: the steps of each count continue those of the one before it.
+
+    With ``harmonic``, one more fit is appended: the **harmonic fit**. Each frame's pitch is
+    read off the last fit's spectrum below 1.5 kHz, where a mel still resolves a voice's
+    harmonics (:func:`harmonic_pitch`); in voiced frames its lobe weights are multiplied by a
+    prior that keeps lobes within about :data:`HARMONIC_SIGMA` bins of a multiple of the pitch
+    (``1e-3`` elsewhere), and :data:`PEAK_SHARPEN` more multiplicative steps fit the mel again.
+    Where bands hold two harmonics or more (above 1-2 kHz on a voice with an 80 Hz-wide
+    harmonic spacing), the mel alone leaves their places open and the fit smears them into
+    one bump; the prior puts them on the pitch's multiples. Unvoiced frames get the steps
+    without the prior.
+    """
     if list(sharpen) != sorted(sharpen) or any(int(n) < 0 for n in sharpen):
         raise ValueError(f"sharpen: expected ascending counts >= 0, got {list(sharpen)}")
+    if harmonic and not len(sharpen):
+        raise ValueError("sharpen: the harmonic fit continues the last count; got no counts")
     with torch.no_grad():
         mel = mel.detach()
         weights = nnls_spectrum(
@@ -208,25 +275,99 @@ def peak_fits(
             tol=None,  # always max_iter: a tolerance stops when the batch's slowest item does
             lipschitz=model.lipschitz,
         )
+        # a frame-major copy: the in-place steps' layout
+        weights = weights.transpose(-1, -2).contiguous().transpose(-1, -2)
         fits, done = [], 0
         for count in sharpen:
             if count > done:
-                if done == 0:  # a frame-major copy: the in-place steps' layout
-                    weights = weights.transpose(-1, -2).contiguous().transpose(-1, -2)
                 rescale_onto_mel_(weights, mel, model.banded, int(count) - done)
                 done = int(count)
+            fits.append(_fit_from(weights, model))
+        if harmonic:
+            weights.mul_(_harmonic_prior(fits[-1].spectrum, model))
+            rescale_onto_mel_(weights, mel, model.banded, PEAK_SHARPEN)
             fits.append(_fit_from(weights, model))
         return fits
 
 
+def harmonic_pitch(spectrum: Tensor, model: PeakModel) -> tuple[Tensor, Tensor]:
+    """Each frame's pitch (in bins) and whether it is voiced, from a peak spectrum.
+
+    The magnitude ``|X|`` of ``spectrum`` (``|X|^power``) below 1.5 kHz, compressed per frame to
+    ``log(1 + |X| / (0.01 max |X|))`` so that every harmonic above -40 dB counts, is scored by
+    :attr:`PeakModel.comb` on a grid of pitches (:data:`HARMONIC_F0`, every 0.05 bin): the sum
+    at the pitch's multiples minus the sum half-way between them. An octave too low puts half
+    its multiples and all its half-way points in the gaps, an octave too high its half-way
+    points on harmonics, and two or three octaves too high sum fewer harmonics: each scores
+    under the right pitch. The best grid pitch is refined by a parabola through the scores and
+    then by least squares over the harmonics (``f0 = sum w_k h_k k / sum w_k h_k^2``, ``h_k``
+    the multiple nearest bin ``k``, ``w_k = |X|^2``). A frame is voiced when its best score per
+    harmonic exceeds a quarter of its compressed maximum. Per frame; no gradient.
+
+    Args:
+        spectrum: ``|X|^power`` ``(..., n_freqs, frames)`` (e.g. :attr:`PeakFit.spectrum`).
+        model: :func:`peak_model` of the config, in ``spectrum``'s dtype and device.
+
+    Returns:
+        ``(pitch, voiced)``, each ``(..., frames)``: pitch in bins (float), voiced (bool).
+    """
+    with torch.no_grad():
+        band_bins = model.comb.shape[0]
+        lead, frames = spectrum.shape[:-2], spectrum.shape[-1]
+        band = spectrum[..., :band_bins, :].detach().transpose(-1, -2).reshape(-1, band_bins)
+        band = root(band, model.power)
+        tiny = torch.finfo(band.dtype).tiny
+        peak = band.amax(-1, keepdim=True)
+        squeezed = torch.log1p(band / (_COMB_COMPRESSION * peak).clamp(min=tiny))
+        score = squeezed @ model.comb
+        best = score.argmax(-1, keepdim=True).clamp(1, max(1, score.shape[-1] - 2))
+        left, mid, right = (score.gather(-1, (best + d).clamp(0, score.shape[-1] - 1))
+                            for d in (-1, 0, 1))  # fmt: skip
+        curve = left - 2 * mid + right
+        shift = torch.where(curve < 0, (left - right) / (2 * curve).clamp(max=-tiny), 0.0)
+        pitch = model.pitches[best] + _COMB_STEP * shift.clamp(-1.0, 1.0)
+        per_harmonic = mid[:, 0] / model.harmonics[best[:, 0]].clamp(min=1)
+        voiced = per_harmonic > _HARMONIC_VOICING * squeezed.amax(-1)
+        bins = torch.arange(band_bins, dtype=band.dtype, device=band.device)
+        multiple = torch.round(bins / pitch)
+        weight = band.square() * (multiple >= 1)
+        den = (weight * multiple.square()).sum(-1, keepdim=True)
+        refined = torch.where(den > 0, (weight * multiple * bins).sum(-1, keepdim=True)
+                              / den.clamp(min=tiny), pitch)  # fmt: skip
+        return refined[:, 0].reshape(*lead, frames), voiced.reshape(*lead, frames)
+
+
+def _harmonic_prior(spectrum: Tensor, model: PeakModel) -> Tensor:
+    """The harmonic fit's prior on the lobe weights ``(..., n_lobes, frames)``: 1 in unvoiced
+    frames, else ``1e-3 + (1 - 1e-3) exp(-d^2 / (2 HARMONIC_SIGMA^2))`` with ``d`` the distance
+    in bins from a lobe's centre to the nearest multiple of the frame's pitch."""
+    pitch, voiced = harmonic_pitch(spectrum, model)
+    pitch = pitch.unsqueeze(-2)  # (..., 1, frames)
+    ratio = model.centres[:, None] / pitch
+    distance = (ratio - torch.round(ratio)) * pitch
+    prior = torch.exp(-0.5 * (distance / HARMONIC_SIGMA).square())
+    prior = _HARMONIC_FLOOR + (1.0 - _HARMONIC_FLOOR) * prior
+    return torch.where(voiced.unsqueeze(-2), prior, torch.ones_like(prior))
+
+
 def _fit_from(weights: Tensor, model: PeakModel) -> PeakFit:
     """The :class:`PeakFit` of the lobe weights ``a`` ``(..., n_lobes, frames)``."""
-    spectrum = torch.matmul(model.lobes, weights)
-    moment = torch.matmul(model.lobes, weights * model.centres[:, None])
+    groups = _bands(model.lobes, rows=64)[0]
+    spectrum = _banded_product(groups, weights)
+    moment = _banded_product(groups, weights * model.centres[:, None])
     bins = torch.arange(spectrum.shape[-2], dtype=spectrum.dtype, device=spectrum.device)
     own = bins[:, None].expand_as(spectrum)
     frequency = torch.where(spectrum > 0, moment / torch.where(spectrum > 0, spectrum, 1), own)
     return PeakFit(spectrum, frequency, _centroid(weights, model, bins, own))
+
+
+def _banded_product(groups: list, x: Tensor) -> Tensor:
+    """``lobes @ x`` from the lobes' row groups (each lobe spans a few bins: the products skip
+    the zeros)."""
+    out = x.new_empty(*x.shape[:-2], groups[-1][0][1], x.shape[-1])
+    for (r0, r1, c0, c1), block in groups:
+        torch.matmul(block, x[..., c0:c1, :], out=out[..., r0:r1, :])
+    return out
 
 
 def _centroid(weights: Tensor, model: PeakModel, bins: Tensor, own: Tensor) -> Tensor:

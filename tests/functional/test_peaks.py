@@ -207,8 +207,10 @@ def test_sharpening_helps_init_pghi_on_a_melody(monkeypatch) -> None:
     # purpose: on StyleTTS 2's transform (bands wider than the window's main lobe below 2 kHz)
     # the sharpened candidate lifts 8 iterations on a synthetic melody (measured: -30.2 dB
     # without, -40.2 with; other seeds of the melody +3.1 and +5.2 dB)
+    # (the harmonic candidate, which continues the sharpened fit, is left out)
     cfg = MelConfig.from_preset("styletts2")
     mel = MelSpectrogram(cfg)(_melody(cfg.sample_rate)[None])
+    monkeypatch.setattr(initial_module, "_MARGINS", (1.0, 1.0, 1.0, 0.0))
     scores = {}
     for count in (0, PEAK_SHARPEN):
         monkeypatch.setattr(initial_module, "PEAK_SHARPEN", count)
@@ -398,12 +400,15 @@ def test_probe_keeps_pghi_from_stalling_on_unresolved_partials() -> None:
 
 @pytest.mark.parametrize(
     ("levels", "winner"),
-    [((1, 100, 100), 0), ((100, 1, 100), 1), ((100, 100, 1), 2), ((1, 1, 1), 0),
-     (("nan", 1, 1), 1), (("nan", "nan", "nan"), 0)],
+    [((1, 100, 100, 100), 0), ((100, 1, 100, 100), 1), ((100, 100, 1, 100), 2),
+     ((100, 100, 100, 1), 3), ((1, 1, 1, 1), 0), (("nan", 1, 1, "nan"), 1),
+     (("nan", "nan", "nan", "nan"), 0), ((100, 100, 100, 99), 0), ((100, 100, 100, 90), 3)],
 )  # fmt: skip
 def test_probe_decides_the_choice(levels: tuple, winner: int) -> None:
     # initial_phase judges the candidates, one at a time, by what the probe returns (the first of
-    # equals; a NaN never wins) and returns the initial phase of the winner, not the probed one
+    # equals; a NaN never wins; the harmonic fit's only by a 0.5 dB margin: at these levels the
+    # error grows as the level squared, 99 against 100 is 0.09 dB, 90 is 0.9 dB) and returns
+    # the initial phase of the winner, not the probed one
     cfg = MelConfig.from_preset("hifigan")
     inv, model = _model(cfg)
     mel = MelSpectrogram(cfg)(_melody(cfg.sample_rate)[None, : cfg.num_samples(60)])[..., :60]
@@ -417,7 +422,7 @@ def test_probe_decides_the_choice(levels: tuple, winner: int) -> None:
         return torch.polar(mag * scale, torch.zeros_like(phases))  # equal levels: equal errors
 
     chosen = initial_phase(mag, "pghi", config=cfg, mel=lin, peaks=model, probe=probe)
-    assert seen == [(1, *mag.shape)] * 3
+    assert seen == [(1, *mag.shape)] * 4
     assert torch.equal(chosen, _pghi_candidates(mag, lin, cfg, model)[winner])
 
 

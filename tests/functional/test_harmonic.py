@@ -1,0 +1,133 @@
+"""The harmonic fit of ``init="pghi"``: pitch from the peak fit, harmonics put on its multiples."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from specinv_lightning import MelConfig, MelInverter, MelSpectrogram
+from specinv_lightning.functional import initial as initial_module
+from specinv_lightning.functional import mel_consistency
+from specinv_lightning.functional.peaks import (
+    PEAK_SHARPEN,
+    harmonic_pitch,
+    peak_fits,
+    peak_model,
+)
+
+
+def _model(cfg: MelConfig):
+    inv = MelInverter(cfg)
+    return inv, peak_model(cfg, inv.fb.double(), inv.window.double()).to(torch.float32)
+
+
+def _instantaneous(t: torch.Tensor, f0: float, glide: float, rate: float, vibrato: float):
+    return f0 * (1 + glide * torch.sin(2 * math.pi * rate * t)
+                 + vibrato * torch.sin(2 * math.pi * 5.5 * t))  # fmt: skip
+
+
+def _voice(sr: int, f0: float, glide: float = 0.03, rate: float = 0.3, vibrato: float = 0.0,
+           seconds: float = 2.0) -> torch.Tensor:  # fmt: skip
+    """A synthetic vowel: harmonics to 5 kHz shaped by three formants (600, 1700, 2700 Hz) over a
+    floor, amplitude ``h^-1/2``, the pitch gliding ``glide`` at ``rate`` Hz plus ``vibrato`` at
+    5.5 Hz."""
+    t = torch.arange(int(seconds * sr), dtype=torch.float64) / sr
+    inst = _instantaneous(t, f0, glide, rate, vibrato)
+    phase = 2 * math.pi * torch.cumsum(inst, 0) / sr
+    x = torch.zeros_like(t)
+    for h in range(1, int(5000 / f0) + 1):
+        f = h * inst
+        formants = sum(torch.exp(-(((f - c) / b) ** 2))
+                       for c, b in ((600, 300), (1700, 400), (2700, 500)))  # fmt: skip
+        x += (formants + 0.1) * torch.sin(h * phase) / h**0.5
+    return (0.5 * x / x.abs().max()).float()[None]
+
+
+def _tone(sr: int, f0: float) -> torch.Tensor:
+    t = torch.arange(sr // 2, dtype=torch.float64) / sr
+    x = sum(torch.sin(2 * math.pi * h * f0 * t) / h for h in range(1, int(4000 / f0) + 1))
+    return (0.5 * x / x.abs().max()).float()[None]
+
+
+@pytest.mark.parametrize("preset", ["hifigan", "librosa", "styletts2"])
+def test_harmonic_pitch_reads_the_pitch_off_the_fit(preset: str) -> None:
+    # harmonic tones (1/h partials to 4 kHz) from the mel's sharpened fit: every frame voiced
+    # and no octave error (measured: at most 0.4% off); noise nearly all unvoiced (0-1.2%)
+    cfg = MelConfig.from_preset(preset)
+    inv, model = _model(cfg)
+    for f0 in (130.0, 210.0, 330.0):
+        lin = inv._decompress(MelSpectrogram(cfg)(_tone(cfg.sample_rate, f0)))
+        (fit,) = peak_fits(lin, model, (PEAK_SHARPEN,))
+        pitch, voiced = harmonic_pitch(fit.spectrum, model)
+        assert pitch.shape == voiced.shape == lin.shape[:1] + lin.shape[-1:]
+        truth = f0 * cfg.n_fft / cfg.sample_rate
+        error = (pitch[0, 5:-5] / truth - 1).abs().max()
+        assert float(error) < 0.006, (f0, float(error))
+        assert bool(voiced[0, 5:-5].all()), f0
+    noise = 0.1 * torch.randn(1, cfg.sample_rate, generator=torch.Generator().manual_seed(0))
+    (fit,) = peak_fits(inv._decompress(MelSpectrogram(cfg)(noise)), model, (PEAK_SHARPEN,))
+    assert float(harmonic_pitch(fit.spectrum, model)[1].float().mean()) < 0.05
+
+
+def _placed(spectrum: torch.Tensor, cfg: MelConfig, inst: torch.Tensor) -> float:
+    """The share of harmonics between 1.5 and 3 kHz (frame by frame, ``inst`` the pitch at each
+    frame) with a local maximum of ``spectrum`` (n_freqs, frames) within one bin."""
+    s = spectrum
+    peak = torch.zeros_like(s, dtype=torch.bool)
+    peak[1:-1] = (s[1:-1] > s[:-2]) & (s[1:-1] >= s[2:])
+    frames = torch.arange(s.shape[-1])[5:-5]
+    low, high = (f * cfg.n_fft / cfg.sample_rate for f in (1500, 3000))
+    hits, total = 0, 0
+    for h in range(1, 40):
+        k = h * inst[frames] * cfg.n_fft / cfg.sample_rate
+        inside = (k >= low) & (k <= high)
+        found = torch.zeros_like(inside)
+        for offset in (-1, 0, 1, 2):
+            b = (k.floor().long() + offset).clamp(0, s.shape[0] - 1)
+            found |= peak[b, frames] & ((b - k).abs() <= 1.0)
+        hits += int((found & inside).sum())
+        total += int(inside.sum())
+    return hits / total
+
+
+@pytest.mark.parametrize(("preset", "f0"), [("hifigan", 110.0), ("styletts2", 180.0)])
+def test_harmonic_fit_places_the_harmonics_the_mel_smears(preset: str, f0: float) -> None:
+    # between 1.5 and 3 kHz a band holds two harmonics or more: the sharpened fit leaves few of
+    # them on a peak of their own, the harmonic fit nearly all (measured: 24% -> 100% and
+    # 28% -> 94%; StyleTTS 2 at 110 Hz, not tested, 8% -> 76%); its mel stays fitted
+    cfg = MelConfig.from_preset(preset)
+    inv, model = _model(cfg)
+    x = _voice(cfg.sample_rate, f0, glide=0.06, rate=0.6, vibrato=0.01, seconds=1.0)
+    lin = inv._decompress(MelSpectrogram(cfg)(x))
+    sharpened, harmonic = peak_fits(lin, model, (PEAK_SHARPEN,), harmonic=True)
+    centres = torch.arange(lin.shape[-1], dtype=torch.float64) * cfg.hop_length / cfg.sample_rate
+    inst = _instantaneous(centres, f0, 0.06, 0.6, 0.01)
+    before, after = (_placed(fit.spectrum[0], cfg, inst) for fit in (sharpened, harmonic))
+    assert after >= 0.8 and after >= before + 0.5, (before, after)
+    fitted = torch.matmul(inv.fb.float(), harmonic.spectrum)
+    assert float((fitted - lin).norm() / lin.norm()) < 0.05
+
+
+def test_harmonic_fit_lifts_init_pghi_on_a_voice(monkeypatch) -> None:
+    # purpose: on StyleTTS 2's transform the harmonic candidate wins the probe on a vowel and
+    # lifts 8 iterations (measured: -25.4 dB without it, -29.9 with; not a tuning clip. Other
+    # pitches and lengths of this vowel, not tested: 140 Hz -0.4 dB over 2 s, +1.8 over 1 s;
+    # 110 Hz over 1 s and 95 Hz: the probe keeps the sharpened fit, level)
+    cfg = MelConfig.from_preset("styletts2")
+    mel = MelSpectrogram(cfg)(_voice(cfg.sample_rate, 110.0))
+    scores = {}
+    for label, margins in (("with", initial_module._MARGINS), ("without", (1.0, 1.0, 1.0, 0.0))):
+        monkeypatch.setattr(initial_module, "_MARGINS", margins)
+        with torch.no_grad():
+            wave = MelInverter(cfg, n_iter=8)(mel)
+        scores[label] = float(mel_consistency(wave, mel, cfg))
+    assert scores["with"] <= scores["without"] - 2.5, scores
+
+
+def test_harmonic_fit_needs_a_count_to_continue() -> None:
+    cfg = MelConfig.from_preset("hifigan")
+    inv, model = _model(cfg)
+    with pytest.raises(ValueError, match="sharpen"):
+        peak_fits(torch.ones(1, cfg.n_mels, 4), model, (), harmonic=True)
