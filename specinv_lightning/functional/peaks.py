@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from specinv_lightning.config import MelConfig
+from specinv_lightning.functional._checks import check_tensor
 from specinv_lightning.functional._inplace import (
     BandedFilterbank,
     filterbank_blocks,
@@ -310,7 +311,18 @@ def harmonic_pitch(spectrum: Tensor, model: PeakModel) -> tuple[Tensor, Tensor]:
 
     Returns:
         ``(pitch, voiced)``, each ``(..., frames)``: pitch in bins (float), voiced (bool).
+
+    Raises:
+        ValueError: ``spectrum`` is not a real tensor ``(..., n_freqs, frames)`` with the model's
+            ``n_freqs``.
     """
+    check_tensor(spectrum, "spectrum", min_dim=2)
+    n_freqs = model.lobes.shape[0]
+    if spectrum.is_complex() or spectrum.shape[-2] != n_freqs:
+        raise ValueError(
+            f"spectrum: expected a real (..., {n_freqs}, frames) |X|^power for this model, "
+            f"got {spectrum.dtype} of shape {tuple(spectrum.shape)}"
+        )
     with torch.no_grad():
         band_bins = model.comb.shape[0]
         lead, frames = spectrum.shape[:-2], spectrum.shape[-1]

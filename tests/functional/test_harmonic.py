@@ -131,3 +131,15 @@ def test_harmonic_fit_needs_a_count_to_continue() -> None:
     inv, model = _model(cfg)
     with pytest.raises(ValueError, match="sharpen"):
         peak_fits(torch.ones(1, cfg.n_mels, 4), model, (), harmonic=True)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [torch.ones(5), torch.ones(1, 100, 4), torch.ones(1, 513, 4, dtype=torch.complex64),
+     torch.ones(1, 513, 4, dtype=torch.int64), torch.ones(0, 513, 4), "spectrum"],
+)  # fmt: skip
+def test_harmonic_pitch_rejects_what_is_not_a_spectrum_of_the_model(bad) -> None:
+    cfg = MelConfig.from_preset("hifigan")  # 513 bins
+    _, model = _model(cfg)
+    with pytest.raises(ValueError, match="spectrum"):
+        harmonic_pitch(bad, model)
