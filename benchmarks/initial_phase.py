@@ -12,6 +12,9 @@ Clip sets (``--sets``):
 
 - ``speech``: the test clip (``arctic``) and espeak-ng voices (``en-us``, ``en+f3``, ``de``,
   ``fr``; skipped when ``espeak-ng`` is not installed);
+- ``voices``: eight more espeak-ng voices in other languages and voice variants (``es+f2``,
+  ``it+m3``, ``pl``, ``ru+f4``, ``cmn``, ``hi``, ``en-gb+m3``, ``nl+f4``), added after the
+  harmonic fit was built, to check it on speech it was not developed on;
 - ``music``: a plucked harmonic melody with vibrato and a decaying C major chord of pure tones
   with a little noise (the clip the peak fit's iteration cap was chosen on);
 - ``chords``: A major, G major and C minor chords of pure tones (2 s, decaying);
@@ -24,13 +27,15 @@ Clip sets (``--sets``):
 
 ``--iters`` changes the iteration counts (default 8 and 32). With other counts, e.g. the long
 runs ``--iters 32 128 256 --no-fast --no-oracle``, the last column is ``pghi`` minus random at
-the largest count (positive: random phases end ahead).
+the largest count (positive: random phases end ahead). ``--no-harmonic`` keeps the probe from
+choosing the harmonic fit's candidate (``initial._MARGINS``), for an A/B of it.
 
 Usage::
 
     python benchmarks/initial_phase.py                                  # hifigan, all sets
     python benchmarks/initial_phase.py --presets vocos librosa styletts2 --sets speech music
     python benchmarks/initial_phase.py --sets low --iters 32 128 256 --no-fast --no-oracle
+    python benchmarks/initial_phase.py --presets styletts2 --sets voices --no-harmonic
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ import soundfile as sf
 import torch
 
 from specinv_lightning import MelConfig, MelInverter, MelSpectrogram
-from specinv_lightning.functional import mel_consistency, pghi_phase, stft
+from specinv_lightning.functional import initial, mel_consistency, pghi_phase, stft
 
 ASSET = Path(__file__).resolve().parents[1] / "tests" / "assets" / "arctic_a0007.wav"
 SR = 22050
@@ -64,19 +69,40 @@ def _resample(x: np.ndarray, sr: int) -> np.ndarray:
     return np.interp(t, np.arange(len(x)), x)
 
 
-def speech() -> dict[str, np.ndarray]:
-    x, sr = sf.read(ASSET, dtype="float64")
-    clips = {"arctic": _resample(x, sr)}
+def _espeak(voices: dict[str, tuple[str, str]]) -> dict[str, np.ndarray]:
+    """Each ``name: (voice, text)`` spoken by espeak-ng at :data:`SR` (none without it)."""
     if shutil.which("espeak-ng") is None:
-        print("espeak-ng not found: speech set is the test clip only")
-        return clips
+        print("espeak-ng not found: no synthetic voices")
+        return {}
+    clips = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (voice, text) in VOICES.items():
+        for name, (voice, text) in voices.items():
             path = Path(tmp) / f"{name}.wav"
             subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True)
             y, sr = sf.read(path, dtype="float64")
             clips[name] = _resample(y, sr)
     return clips
+
+
+def speech() -> dict[str, np.ndarray]:
+    x, sr = sf.read(ASSET, dtype="float64")
+    return {"arctic": _resample(x, sr), **_espeak(VOICES)}
+
+
+MORE_VOICES = {
+    "es+f2": ("es+f2", "El veloz zorro marron salta sobre el perro perezoso junto al rio."),
+    "it+m3": ("it+m3", "La volpe veloce salta sopra il cane pigro vicino al fiume tranquillo."),
+    "pl": ("pl", "Szybki brazowy lis przeskakuje nad leniwym psem przy cichej rzece."),
+    "ru+f4": ("ru+f4", "Быстрая коричневая лиса прыгает через ленивую собаку у тихой реки."),
+    "cmn": ("cmn", "快速的棕色狐狸跳过了那只懒惰的狗，在安静的河边。"),
+    "hi": ("hi", "तेज़ भूरी लोमड़ी शांत नदी के पास आलसी कुत्ते के ऊपर कूदती है।"),
+    "en-gb+m3": ("en-gb+m3", "Peter Piper picked a peck of pickled peppers by the old mill."),
+    "nl+f4": ("nl+f4", "De snelle bruine vos springt over de luie hond bij de stille rivier."),
+}
+
+
+def voices() -> dict[str, np.ndarray]:
+    return _espeak(MORE_VOICES)
 
 
 def _tones(freqs: tuple[float, ...], seconds: float = 2.0, decay: float = 0.8) -> np.ndarray:
@@ -195,7 +221,14 @@ def piano() -> dict[str, np.ndarray]:
     return clips
 
 
-SETS = {"speech": speech, "music": music, "chords": chords, "low": low, "piano": piano}
+SETS = {
+    "speech": speech,
+    "voices": voices,
+    "music": music,
+    "chords": chords,
+    "low": low,
+    "piano": piano,
+}
 
 
 def load_clips(sets: list[str]) -> dict[str, np.ndarray]:
@@ -255,7 +288,11 @@ def main() -> None:
     parser.add_argument("--no-oracle", action="store_true")
     parser.add_argument("--no-fast", action="store_true", help="skip the pghi-fast column")
     parser.add_argument("--iters", nargs="+", type=int, default=[8, 32])
+    parser.add_argument("--no-harmonic", action="store_true",
+                        help="pghi without its harmonic-fit candidate (an A/B of it)")  # fmt: skip
     args = parser.parse_args()
+    if args.no_harmonic:
+        initial._MARGINS = (1.0, 1.0, 1.0, 0.0)
     clips = load_clips(args.sets)
     iters, short = tuple(args.iters), tuple(args.iters) == (8, 32)
     columns = ["preset", "clip", "random"] + ([] if args.no_fast else ["pghi-fast"])
