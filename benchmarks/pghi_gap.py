@@ -2,8 +2,8 @@
 
 ``init="pghi"`` sees only the mel. Its phase is PGHI of one of four candidates (the pinv
 magnitude, or the mel's peak-model fit with its moment or, sharpened, its centroid frequency,
-or its harmonic fit with the centroid; chosen per item by a probe); ``initial_phase.py`` compares it with PGHI of the clip's *true*
-STFT magnitude, which no mel-based init sees. This script asks where the difference lies. For
+or its harmonic fit with the centroid; chosen per item by a probe); ``initial_phase.py``
+compares it with PGHI of the clip's *true* STFT magnitude, which no mel-based init sees. This script asks where the difference lies. For
 each preset and clip it prints mel consistency (dB, lower is better) after 8 iterations of the
 default inverter from:
 

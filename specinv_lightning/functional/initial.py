@@ -143,8 +143,8 @@ def _best_pghi(
 ) -> Tensor:
     """Per item, the one of :func:`_pghi_candidates` that resynthesises to the smallest squared
     mel error (the first of equals; a NaN error never wins; the harmonic fit's phase only when
-    its error is 0.5 dB under the best of the others, :data:`_MARGINS`): after ``probe``'s iterations from
-    each, or after one projection with ``magnitude``. The candidates are probed one at a time,
+    its error is 0.5 dB under the best of the others, :data:`_MARGINS`): after ``probe``'s
+    iterations from each, or after one projection with ``magnitude``. The candidates are probed one at a time,
     so the probe holds one batch of items at once."""
     with torch.no_grad():
         magnitude, mel = magnitude.detach(), mel.detach()

@@ -84,6 +84,8 @@ class PeakModel(NamedTuple):
             quarter of a Hann window's main lobe).
         banded: ``mel_lobes`` in blocks of lobes with the mels that touch them (the products of
             the multiplicative steps skip its zeros).
+        lobe_rows: ``lobes`` in groups of rows ``(r0, r1, c0, c1)``: rows ``r0:r1`` are zero
+            outside columns ``c0:c1`` (each lobe spans a few bins: ``lobes @ a`` skips them).
         comb: ``(band_bins, n_pitches)``: column ``g`` scores pitch ``pitches[g]`` on a frame's
             compressed magnitude below ``_HARMONIC_BAND`` Hz: the sum of its values at the
             pitch's multiples minus the sum half-way between them (linear interpolation).
@@ -103,6 +105,7 @@ class PeakModel(NamedTuple):
     nearest: Tensor
     span: int
     banded: BandedFilterbank
+    lobe_rows: tuple[tuple[int, int, int, int], ...]
     comb: Tensor
     pitches: Tensor
     harmonics: Tensor
@@ -162,9 +165,10 @@ def peak_model(config: MelConfig, fb: Tensor, window: Tensor) -> PeakModel:
     nearest = offsets.abs().argmin(dim=-1)
     span = int(config.n_fft / config.win_length / PEAK_STEP + 1e-9)
     banded = filterbank_blocks(mel_lobes)
+    lobe_rows = tuple(where for where, _ in _bands(lobes, rows=64)[0])
     comb, pitches, harmonics = _comb(config, n_freqs, fb.device)
     return PeakModel(fb, w, lobes, mel_lobes, pinv, centres, lipschitz, nearest, span, banded,
-                     comb, pitches, harmonics, config.power)  # fmt: skip
+                     lobe_rows, comb, pitches, harmonics, config.power)  # fmt: skip
 
 
 def _comb(config: MelConfig, n_freqs: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
@@ -276,8 +280,8 @@ def peak_fits(
             tol=None,  # always max_iter: a tolerance stops when the batch's slowest item does
             lipschitz=model.lipschitz,
         )
-        # a frame-major copy: the in-place steps' layout
-        weights = weights.transpose(-1, -2).contiguous().transpose(-1, -2)
+        if harmonic or any(int(n) > 0 for n in sharpen):  # the in-place steps' frame-major layout
+            weights = weights.transpose(-1, -2).contiguous().transpose(-1, -2)
         fits, done = [], 0
         for count in sharpen:
             if count > done:
@@ -364,21 +368,19 @@ def _harmonic_prior(spectrum: Tensor, model: PeakModel) -> Tensor:
 
 def _fit_from(weights: Tensor, model: PeakModel) -> PeakFit:
     """The :class:`PeakFit` of the lobe weights ``a`` ``(..., n_lobes, frames)``."""
-    groups = _bands(model.lobes, rows=64)[0]
-    spectrum = _banded_product(groups, weights)
-    moment = _banded_product(groups, weights * model.centres[:, None])
+    spectrum = _lobes_times(weights, model)
+    moment = _lobes_times(weights * model.centres[:, None], model)
     bins = torch.arange(spectrum.shape[-2], dtype=spectrum.dtype, device=spectrum.device)
     own = bins[:, None].expand_as(spectrum)
     frequency = torch.where(spectrum > 0, moment / torch.where(spectrum > 0, spectrum, 1), own)
     return PeakFit(spectrum, frequency, _centroid(weights, model, bins, own))
 
 
-def _banded_product(groups: list, x: Tensor) -> Tensor:
-    """``lobes @ x`` from the lobes' row groups (each lobe spans a few bins: the products skip
-    the zeros)."""
-    out = x.new_empty(*x.shape[:-2], groups[-1][0][1], x.shape[-1])
-    for (r0, r1, c0, c1), block in groups:
-        torch.matmul(block, x[..., c0:c1, :], out=out[..., r0:r1, :])
+def _lobes_times(x: Tensor, model: PeakModel) -> Tensor:
+    """``lobes @ x`` by :attr:`PeakModel.lobe_rows` (the products skip the lobes' zeros)."""
+    out = x.new_empty(*x.shape[:-2], model.lobes.shape[0], x.shape[-1])
+    for r0, r1, c0, c1 in model.lobe_rows:
+        torch.matmul(model.lobes[r0:r1, c0:c1], x[..., c0:c1, :], out=out[..., r0:r1, :])
     return out
 
 
