@@ -15,6 +15,9 @@ Clip sets (``--sets``):
 - ``voices``: eight more espeak-ng voices in other languages and voice variants (``es+f2``,
   ``it+m3``, ``pl``, ``ru+f4``, ``cmn``, ``hi``, ``en-gb+m3``, ``nl+f4``), added after the
   harmonic fit was built, to check it on speech it was not developed on;
+- ``fresh``: eight more (``pt-br+m1``, ``sv+m7``, ``tr+m2``, ``cs+m4``, ``hu+m6``, ``fi+f1``,
+  ``el+f5``, ``id+f2``; five low male voices), chosen before the harmonic fit's voicing test was
+  changed to count resolved harmonics only and first run after it, to check that change;
 - ``music``: a plucked harmonic melody with vibrato and a decaying C major chord of pure tones
   with a little noise (the clip the peak fit's iteration cap was chosen on);
 - ``chords``: A major, G major and C minor chords of pure tones (2 s, decaying);
@@ -103,6 +106,31 @@ MORE_VOICES = {
 
 def voices() -> dict[str, np.ndarray]:
     return _espeak(MORE_VOICES)
+
+
+FRESH_VOICES = {
+    "pt-br+m1": (
+        "pt-br+m1",
+        "O rapido cavalo marrom salta sobre o cachorro preguicoso perto do rio.",
+    ),
+    "sv+m7": ("sv+m7", "Den snabba bruna raven hoppar over den lata hunden vid den lugna an."),
+    "tr+m2": (
+        "tr+m2",
+        "Hizli kahverengi tilki sessiz nehrin yaninda tembel kopegin uzerinden atlar.",
+    ),
+    "cs+m4": ("cs+m4", "Rychla hneda liska skace pres liny psa u tiche reky za vesnici."),
+    "hu+m6": ("hu+m6", "A gyors barna roka atugrik a lusta kutya felett a csendes folyo partjan."),
+    "fi+f1": ("fi+f1", "Nopea ruskea kettu hyppaa laiskan koiran yli hiljaisen joen rannalla."),
+    "el+f5": ("el+f5", "Η γρήγορη καφέ αλεπού πηδάει πάνω από τον τεμπέλη σκύλο στο ποτάμι."),
+    "id+f2": (
+        "id+f2",
+        "Rubah coklat yang cepat melompati anjing malas di tepi sungai yang tenang.",
+    ),
+}
+
+
+def fresh() -> dict[str, np.ndarray]:
+    return _espeak(FRESH_VOICES)
 
 
 def _tones(freqs: tuple[float, ...], seconds: float = 2.0, decay: float = 0.8) -> np.ndarray:
@@ -224,6 +252,7 @@ def piano() -> dict[str, np.ndarray]:
 SETS = {
     "speech": speech,
     "voices": voices,
+    "fresh": fresh,
     "music": music,
     "chords": chords,
     "low": low,

@@ -60,7 +60,9 @@ HARMONIC_F0 = (60.0, 450.0)
 HARMONIC_SIGMA = 1.0
 _HARMONIC_BAND = 1500.0  # Hz: the band whose harmonics set the pitch (at least 3 of the highest)
 _HARMONIC_FLOOR = 1e-3  # the prior's weight far from every harmonic
-_HARMONIC_VOICING = 0.25  # comb score over the compressed frame's maximum that counts as voiced
+_HARMONIC_VOICING = 0.35  # score per counted harmonic over the compressed frame's maximum
+_RESOLVED = 0.4  # voicing counts harmonics where mel bands lie at most 0.4 pitch apart ...
+_LOWEST = 3  # ... and always the lowest three
 _COMB_STEP = 0.05  # pitch grid step in bins
 _COMB_COMPRESSION = 0.01  # log1p(|X| / (0.01 max |X|)): every harmonic above -40 dB counts
 
@@ -89,7 +91,10 @@ class PeakModel(NamedTuple):
         comb: ``(band_bins, n_pitches)``: column ``g`` scores pitch ``pitches[g]`` on a frame's
             compressed magnitude below ``_HARMONIC_BAND`` Hz: the sum of its values at the
             pitch's multiples minus the sum half-way between them (linear interpolation).
-        harmonics: ``(n_pitches,)``: how many multiples of each pitch the comb sums.
+        voicing: ``comb`` over the multiples the mel resolves only: those where the centres of
+            the filterbank's bands lie at most ``_RESOLVED`` (0.4) times the pitch apart, and
+            always the lowest three (the voicing test of :func:`harmonic_pitch`).
+        harmonics: ``(n_pitches,)``: how many multiples of each pitch ``voicing`` sums.
         pitches: ``(n_pitches,)``: the comb's pitch grid in bins, :data:`HARMONIC_F0` every
             ``_COMB_STEP`` bins.
         power: The config's ``power`` (the lobes hold ``|W|^power``).
@@ -107,16 +112,17 @@ class PeakModel(NamedTuple):
     banded: BandedFilterbank
     lobe_rows: tuple[tuple[int, int, int, int], ...]
     comb: Tensor
+    voicing: Tensor
     pitches: Tensor
     harmonics: Tensor
     power: float
 
     def to(self, dtype: torch.dtype, device: torch.device | None = None) -> PeakModel:
         """The same model with its real tensors in ``dtype`` (and all on ``device``)."""
-        fb, window, lobes, mel_lobes, pinv, centres, comb, pitches, harmonics = (
+        fb, window, lobes, mel_lobes, pinv, centres, comb, voicing, pitches, harmonics = (
             t.to(device=device, dtype=dtype)
             for t in (self.fb, self.window, self.lobes, self.mel_lobes, self.mel_lobes_pinv,
-                      self.centres, self.comb, self.pitches, self.harmonics)
+                      self.centres, self.comb, self.voicing, self.pitches, self.harmonics)
         )  # fmt: skip
         banded = self.banded._replace(
             fb=mel_lobes, gram_pinv=self.banded.gram_pinv.to(device=device, dtype=dtype)
@@ -124,7 +130,7 @@ class PeakModel(NamedTuple):
         return self._replace(fb=fb, window=window, lobes=lobes, mel_lobes=mel_lobes,
                              mel_lobes_pinv=pinv, centres=centres,
                              nearest=self.nearest.to(device), banded=banded, comb=comb,
-                             pitches=pitches, harmonics=harmonics)  # fmt: skip
+                             voicing=voicing, pitches=pitches, harmonics=harmonics)  # fmt: skip
 
 
 def peak_model(config: MelConfig, fb: Tensor, window: Tensor) -> PeakModel:
@@ -166,13 +172,27 @@ def peak_model(config: MelConfig, fb: Tensor, window: Tensor) -> PeakModel:
     span = int(config.n_fft / config.win_length / PEAK_STEP + 1e-9)
     banded = filterbank_blocks(mel_lobes)
     lobe_rows = tuple(where for where, _ in _bands(lobes, rows=64)[0])
-    comb, pitches, harmonics = _comb(config, n_freqs, fb.device)
+    comb, voicing, pitches, harmonics = _combs(config, fb)
     return PeakModel(fb, w, lobes, mel_lobes, pinv, centres, lipschitz, nearest, span, banded,
-                     lobe_rows, comb, pitches, harmonics, config.power)  # fmt: skip
+                     lobe_rows, comb, voicing, pitches, harmonics, config.power)  # fmt: skip
 
 
-def _comb(config: MelConfig, n_freqs: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    """:attr:`PeakModel.comb`, ``pitches`` and ``harmonics`` of ``config``, in float64."""
+def _band_spacing(fb: Tensor, where: Tensor) -> Tensor:
+    """Distance in bins from the centre of the band of ``fb`` nearest each of ``where`` (bins)
+    to the next band's (band centres: the filters' centroids; empty filters skipped)."""
+    bins = torch.arange(fb.shape[-1], dtype=fb.dtype, device=fb.device)
+    mass = fb.sum(-1)
+    centres = (fb @ bins)[mass > 0] / mass[mass > 0]
+    if centres.numel() < 2:
+        return torch.full_like(where, math.inf)
+    gaps, mids = torch.diff(centres), (centres[1:] + centres[:-1]) / 2
+    return gaps[torch.searchsorted(mids, where.contiguous()).clamp(max=len(gaps) - 1)]
+
+
+def _combs(config: MelConfig, fb: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:attr:`PeakModel.comb`, ``voicing``, ``pitches`` and ``harmonics`` of ``config`` and the
+    filterbank ``fb``, in float64."""
+    n_freqs, device = fb.shape[-1], fb.device
     bin_hz = config.sample_rate / config.n_fft
     top = min(_HARMONIC_BAND / bin_hz, n_freqs - 1.0)
     low, high = (f / bin_hz for f in HARMONIC_F0)
@@ -182,14 +202,19 @@ def _comb(config: MelConfig, n_freqs: int, device: torch.device) -> tuple[Tensor
     harmonics = torch.arange(1, int(top / low) + 1, dtype=torch.float64, device=device)
     on = pitches[:, None] * harmonics  # (n_pitches, harmonics)
     inside = (on <= top).double()
-    comb = torch.zeros(len(pitches), band, dtype=torch.float64, device=device)
-    for where, sign in ((on, 1.0), (on - pitches[:, None] / 2, -1.0)):  # harmonics, half-way
-        lo = where.floor().clamp(max=band - 2)
-        frac = (where - lo) * inside
-        rows = torch.arange(len(pitches), device=device)[:, None].expand_as(lo)
-        comb.index_put_((rows, lo.long()), sign * (inside - frac), accumulate=True)
-        comb.index_put_((rows, lo.long() + 1), sign * frac, accumulate=True)
-    return comb.t().contiguous(), pitches, inside.sum(-1)
+    spacing = _band_spacing(fb, on.flatten()).reshape(on.shape)
+    resolved = inside * ((spacing <= _RESOLVED * pitches[:, None]) | (harmonics <= _LOWEST))
+    combs = []
+    for keep in (inside, resolved):
+        comb = torch.zeros(len(pitches), band, dtype=torch.float64, device=device)
+        for where, sign in ((on, 1.0), (on - pitches[:, None] / 2, -1.0)):  # harmonics, half-way
+            lo = where.floor().clamp(max=band - 2)
+            frac = (where - lo) * keep
+            rows = torch.arange(len(pitches), device=device)[:, None].expand_as(lo)
+            comb.index_put_((rows, lo.long()), sign * (keep - frac), accumulate=True)
+            comb.index_put_((rows, lo.long() + 1), sign * frac, accumulate=True)
+        combs.append(comb.t().contiguous())
+    return combs[0], combs[1], pitches, resolved.sum(-1)
 
 
 class PeakFit(NamedTuple):
@@ -306,8 +331,11 @@ def harmonic_pitch(spectrum: Tensor, model: PeakModel) -> tuple[Tensor, Tensor]:
     points on harmonics, and two or three octaves too high sum fewer harmonics: each scores
     under the right pitch. The best grid pitch is refined by a parabola through the scores and
     then by least squares over the harmonics (``f0 = sum w_k h_k k / sum w_k h_k^2``, ``h_k``
-    the multiple nearest bin ``k``, ``w_k = |X|^2``). A frame is voiced when its best score per
-    harmonic exceeds a quarter of its compressed maximum. Per frame; no gradient.
+    the multiple nearest bin ``k``, ``w_k = |X|^2``). A frame is voiced when the best pitch's
+    score over the multiples the mel resolves (:attr:`PeakModel.voicing`: where the bands lie at
+    most 0.4 pitch apart, and the lowest three), per multiple, exceeds 0.35 of the frame's
+    compressed maximum: a low voice's upper harmonics, which share bands and come out of the fit
+    smeared, neither count nor dilute the score. Per frame; no gradient.
 
     Args:
         spectrum: ``|X|^power`` ``(..., n_freqs, frames)`` (e.g. :attr:`PeakFit.spectrum`).
@@ -342,7 +370,8 @@ def harmonic_pitch(spectrum: Tensor, model: PeakModel) -> tuple[Tensor, Tensor]:
         curve = left - 2 * mid + right
         shift = torch.where(curve < 0, (left - right) / (2 * curve).clamp(max=-tiny), 0.0)
         pitch = model.pitches[best] + _COMB_STEP * shift.clamp(-1.0, 1.0)
-        per_harmonic = mid[:, 0] / model.harmonics[best[:, 0]].clamp(min=1)
+        counted = model.voicing[:, best[:, 0]].t()  # (frames, band_bins): resolved multiples
+        per_harmonic = (squeezed * counted).sum(-1) / model.harmonics[best[:, 0]].clamp(min=1)
         voiced = per_harmonic > _HARMONIC_VOICING * squeezed.amax(-1)
         bins = torch.arange(band_bins, dtype=band.dtype, device=band.device)
         multiple = torch.round(bins / pitch)
