@@ -60,9 +60,11 @@ HARMONIC_F0 = (60.0, 450.0)
 HARMONIC_SIGMA = 1.0
 _HARMONIC_BAND = 1500.0  # Hz: the band whose harmonics set the pitch (at least 3 of the highest)
 _HARMONIC_FLOOR = 1e-3  # the prior's weight far from every harmonic
-_HARMONIC_VOICING = 0.35  # score per counted harmonic over the compressed frame's maximum
-_RESOLVED = 0.4  # voicing counts harmonics where mel bands lie at most 0.4 pitch apart ...
-_LOWEST = 3  # ... and always the lowest three
+_HARMONIC_VOICING = 0.25  # comb score per harmonic over the compressed frame's maximum: voiced
+_RESOLVED = 0.4  # a multiple is resolved where mel bands lie at most 0.4 pitch apart ...
+_LOWEST = 3  # ... and the lowest three always are
+_RESOLVED_VOICING = 0.3  # score per resolved multiple over the frame's maximum: voiced ...
+_OFF_GRID = 0.8  # ... unless a resolved half-way point exceeds 0.8 x its higher neighbour
 _COMB_STEP = 0.05  # pitch grid step in bins
 _COMB_COMPRESSION = 0.01  # log1p(|X| / (0.01 max |X|)): every harmonic above -40 dB counts
 
@@ -91,10 +93,11 @@ class PeakModel(NamedTuple):
         comb: ``(band_bins, n_pitches)``: column ``g`` scores pitch ``pitches[g]`` on a frame's
             compressed magnitude below ``_HARMONIC_BAND`` Hz: the sum of its values at the
             pitch's multiples minus the sum half-way between them (linear interpolation).
-        voicing: ``comb`` over the multiples the mel resolves only: those where the centres of
-            the filterbank's bands lie at most ``_RESOLVED`` (0.4) times the pitch apart, and
-            always the lowest three (the voicing test of :func:`harmonic_pitch`).
-        harmonics: ``(n_pitches,)``: how many multiples of each pitch ``voicing`` sums.
+        harmonics: ``(n_pitches,)``: how many multiples of each pitch the comb sums.
+        resolved: ``(n_pitches, n_multiples)``: 1 where multiple ``h + 1`` of pitch ``g`` lies
+            in the comb's band and the mel resolves it: the centres of the filterbank's bands
+            there lie at most ``_RESOLVED`` (0.4) times the pitch apart, or ``h + 1 <= 3``;
+            else 0 (the second voicing test of :func:`harmonic_pitch`).
         pitches: ``(n_pitches,)``: the comb's pitch grid in bins, :data:`HARMONIC_F0` every
             ``_COMB_STEP`` bins.
         power: The config's ``power`` (the lobes hold ``|W|^power``).
@@ -112,17 +115,17 @@ class PeakModel(NamedTuple):
     banded: BandedFilterbank
     lobe_rows: tuple[tuple[int, int, int, int], ...]
     comb: Tensor
-    voicing: Tensor
     pitches: Tensor
     harmonics: Tensor
+    resolved: Tensor
     power: float
 
     def to(self, dtype: torch.dtype, device: torch.device | None = None) -> PeakModel:
         """The same model with its real tensors in ``dtype`` (and all on ``device``)."""
-        fb, window, lobes, mel_lobes, pinv, centres, comb, voicing, pitches, harmonics = (
+        fb, window, lobes, mel_lobes, pinv, centres, comb, pitches, harmonics, resolved = (
             t.to(device=device, dtype=dtype)
             for t in (self.fb, self.window, self.lobes, self.mel_lobes, self.mel_lobes_pinv,
-                      self.centres, self.comb, self.voicing, self.pitches, self.harmonics)
+                      self.centres, self.comb, self.pitches, self.harmonics, self.resolved)
         )  # fmt: skip
         banded = self.banded._replace(
             fb=mel_lobes, gram_pinv=self.banded.gram_pinv.to(device=device, dtype=dtype)
@@ -130,7 +133,7 @@ class PeakModel(NamedTuple):
         return self._replace(fb=fb, window=window, lobes=lobes, mel_lobes=mel_lobes,
                              mel_lobes_pinv=pinv, centres=centres,
                              nearest=self.nearest.to(device), banded=banded, comb=comb,
-                             voicing=voicing, pitches=pitches, harmonics=harmonics)  # fmt: skip
+                             pitches=pitches, harmonics=harmonics, resolved=resolved)  # fmt: skip
 
 
 def peak_model(config: MelConfig, fb: Tensor, window: Tensor) -> PeakModel:
@@ -172,9 +175,9 @@ def peak_model(config: MelConfig, fb: Tensor, window: Tensor) -> PeakModel:
     span = int(config.n_fft / config.win_length / PEAK_STEP + 1e-9)
     banded = filterbank_blocks(mel_lobes)
     lobe_rows = tuple(where for where, _ in _bands(lobes, rows=64)[0])
-    comb, voicing, pitches, harmonics = _combs(config, fb)
+    comb, pitches, harmonics, resolved = _comb(config, fb)
     return PeakModel(fb, w, lobes, mel_lobes, pinv, centres, lipschitz, nearest, span, banded,
-                     lobe_rows, comb, voicing, pitches, harmonics, config.power)  # fmt: skip
+                     lobe_rows, comb, pitches, harmonics, resolved, config.power)  # fmt: skip
 
 
 def _band_spacing(fb: Tensor, where: Tensor) -> Tensor:
@@ -189,8 +192,8 @@ def _band_spacing(fb: Tensor, where: Tensor) -> Tensor:
     return gaps[torch.searchsorted(mids, where.contiguous()).clamp(max=len(gaps) - 1)]
 
 
-def _combs(config: MelConfig, fb: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """:attr:`PeakModel.comb`, ``voicing``, ``pitches`` and ``harmonics`` of ``config`` and the
+def _comb(config: MelConfig, fb: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:attr:`PeakModel.comb`, ``pitches``, ``harmonics`` and ``resolved`` of ``config`` and the
     filterbank ``fb``, in float64."""
     n_freqs, device = fb.shape[-1], fb.device
     bin_hz = config.sample_rate / config.n_fft
@@ -204,17 +207,14 @@ def _combs(config: MelConfig, fb: Tensor) -> tuple[Tensor, Tensor, Tensor, Tenso
     inside = (on <= top).double()
     spacing = _band_spacing(fb, on.flatten()).reshape(on.shape)
     resolved = inside * ((spacing <= _RESOLVED * pitches[:, None]) | (harmonics <= _LOWEST))
-    combs = []
-    for keep in (inside, resolved):
-        comb = torch.zeros(len(pitches), band, dtype=torch.float64, device=device)
-        for where, sign in ((on, 1.0), (on - pitches[:, None] / 2, -1.0)):  # harmonics, half-way
-            lo = where.floor().clamp(max=band - 2)
-            frac = (where - lo) * keep
-            rows = torch.arange(len(pitches), device=device)[:, None].expand_as(lo)
-            comb.index_put_((rows, lo.long()), sign * (keep - frac), accumulate=True)
-            comb.index_put_((rows, lo.long() + 1), sign * frac, accumulate=True)
-        combs.append(comb.t().contiguous())
-    return combs[0], combs[1], pitches, resolved.sum(-1)
+    comb = torch.zeros(len(pitches), band, dtype=torch.float64, device=device)
+    for where, sign in ((on, 1.0), (on - pitches[:, None] / 2, -1.0)):  # harmonics, half-way
+        lo = where.floor().clamp(max=band - 2)
+        frac = (where - lo) * inside
+        rows = torch.arange(len(pitches), device=device)[:, None].expand_as(lo)
+        comb.index_put_((rows, lo.long()), sign * (inside - frac), accumulate=True)
+        comb.index_put_((rows, lo.long() + 1), sign * frac, accumulate=True)
+    return comb.t().contiguous(), pitches, inside.sum(-1), resolved
 
 
 class PeakFit(NamedTuple):
@@ -332,10 +332,13 @@ def harmonic_pitch(spectrum: Tensor, model: PeakModel) -> tuple[Tensor, Tensor]:
     under the right pitch. The best grid pitch is refined by a parabola through the scores and
     then by least squares over the harmonics (``f0 = sum w_k h_k k / sum w_k h_k^2``, ``h_k``
     the multiple nearest bin ``k``, ``w_k = |X|^2``). A frame is voiced when the best pitch's
-    score over the multiples the mel resolves (:attr:`PeakModel.voicing`: where the bands lie at
-    most 0.4 pitch apart, and the lowest three), per multiple, exceeds 0.35 of the frame's
-    compressed maximum: a low voice's upper harmonics, which share bands and come out of the fit
-    smeared, neither count nor dilute the score. Per frame; no gradient.
+    score per harmonic exceeds a quarter of its compressed maximum, or when, over the multiples
+    the mel resolves alone (:attr:`PeakModel.resolved`: where its bands lie at most 0.4 pitch
+    apart, and the lowest three), the score per multiple exceeds 0.3 of it and no point half-way
+    between two of them exceeds 0.8 of the higher one. The second test is for low voices: their
+    upper harmonics share bands and come out of the fit smeared, and in the first they dilute
+    the score; its off-grid check keeps it from calling a chord one voice. Per frame; no
+    gradient.
 
     Args:
         spectrum: ``|X|^power`` ``(..., n_freqs, frames)`` (e.g. :attr:`PeakFit.spectrum`).
@@ -370,9 +373,11 @@ def harmonic_pitch(spectrum: Tensor, model: PeakModel) -> tuple[Tensor, Tensor]:
         curve = left - 2 * mid + right
         shift = torch.where(curve < 0, (left - right) / (2 * curve).clamp(max=-tiny), 0.0)
         pitch = model.pitches[best] + _COMB_STEP * shift.clamp(-1.0, 1.0)
-        counted = model.voicing[:, best[:, 0]].t()  # (frames, band_bins): resolved multiples
-        per_harmonic = (squeezed * counted).sum(-1) / model.harmonics[best[:, 0]].clamp(min=1)
-        voiced = per_harmonic > _HARMONIC_VOICING * squeezed.amax(-1)
+        per_harmonic = mid[:, 0] / model.harmonics[best[:, 0]].clamp(min=1)
+        top = squeezed.amax(-1)
+        voiced = (per_harmonic > _HARMONIC_VOICING * top) | _resolved_voicing(
+            squeezed, model, best[:, 0], top
+        )
         bins = torch.arange(band_bins, dtype=band.dtype, device=band.device)
         multiple = torch.round(bins / pitch)
         weight = band.square() * (multiple >= 1)
@@ -380,6 +385,32 @@ def harmonic_pitch(spectrum: Tensor, model: PeakModel) -> tuple[Tensor, Tensor]:
         refined = torch.where(den > 0, (weight * multiple * bins).sum(-1, keepdim=True)
                               / den.clamp(min=tiny), pitch)  # fmt: skip
         return refined[:, 0].reshape(*lead, frames), voiced.reshape(*lead, frames)
+
+
+def _resolved_voicing(squeezed: Tensor, model: PeakModel, best: Tensor, top: Tensor) -> Tensor:
+    """:func:`harmonic_pitch`'s second voicing test, per row of ``squeezed`` (frames, band bins)
+    with the grid pitch ``best``: over the multiples the mel resolves
+    (:attr:`PeakModel.resolved`), the score per multiple exceeds ``_RESOLVED_VOICING`` of the
+    row's maximum ``top``, and no half-way point exceeds ``_OFF_GRID`` of the higher of the two
+    multiples beside it (a partial between them: a chord, not one voice)."""
+    kept = model.resolved[best]  # (frames, multiples)
+    step = model.pitches[best][:, None]
+    multiples = torch.arange(1, kept.shape[-1] + 1, dtype=squeezed.dtype, device=squeezed.device)
+    on, half = (_sample(squeezed, (multiples - d) * step) for d in (0.0, 0.5))
+    below = torch.cat([on[:, :1], on[:, :-1]], dim=-1)  # the multiple under each half-way point
+    score = ((on - half) * kept).sum(-1) / kept.sum(-1).clamp(min=1)
+    off_grid = ((half > _OFF_GRID * torch.maximum(on, below)) & (kept > 0)).any(-1)
+    return (score > _RESOLVED_VOICING * top) & ~off_grid
+
+
+def _sample(rows: Tensor, where: Tensor) -> Tensor:
+    """``rows`` (N, bins) at fractional bins ``where`` (N, M), linearly interpolated (clamped
+    to the last bin)."""
+    where = where.clamp(0, rows.shape[-1] - 1)
+    lo = where.floor().clamp(max=rows.shape[-1] - 2)
+    frac = where - lo
+    lo = lo.long()
+    return rows.gather(-1, lo) * (1 - frac) + rows.gather(-1, lo + 1) * frac
 
 
 def _harmonic_prior(spectrum: Tensor, model: PeakModel) -> Tensor:
