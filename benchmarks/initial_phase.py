@@ -16,8 +16,8 @@ Clip sets (``--sets``):
   ``it+m3``, ``pl``, ``ru+f4``, ``cmn``, ``hi``, ``en-gb+m3``, ``nl+f4``), added after the
   harmonic fit was built, to check it on speech it was not developed on;
 - ``fresh``: eight more (``pt-br+m1``, ``sv+m7``, ``tr+m2``, ``cs+m4``, ``hu+m6``, ``fi+f1``,
-  ``el+f5``, ``id+f2``; five low male voices), chosen before the harmonic fit's voicing test was
-  changed to count resolved harmonics only and first run after it, to check that change;
+  ``el+f5``, ``id+f2``; five low male voices), chosen before ``harmonic_pitch`` got its second
+  voicing test (over the harmonics the mel resolves) and not used to design it, to check it;
 - ``music``: a plucked harmonic melody with vibrato and a decaying C major chord of pure tones
   with a little noise (the clip the peak fit's iteration cap was chosen on);
 - ``chords``: A major, G major and C minor chords of pure tones (2 s, decaying);

@@ -374,9 +374,9 @@ def harmonic_pitch(spectrum: Tensor, model: PeakModel) -> tuple[Tensor, Tensor]:
         shift = torch.where(curve < 0, (left - right) / (2 * curve).clamp(max=-tiny), 0.0)
         pitch = model.pitches[best] + _COMB_STEP * shift.clamp(-1.0, 1.0)
         per_harmonic = mid[:, 0] / model.harmonics[best[:, 0]].clamp(min=1)
-        top = squeezed.amax(-1)
-        voiced = (per_harmonic > _HARMONIC_VOICING * top) | _resolved_voicing(
-            squeezed, model, best[:, 0], top
+        loudest = squeezed.amax(-1)
+        voiced = (per_harmonic > _HARMONIC_VOICING * loudest) | _resolved_voicing(
+            squeezed, model, best[:, 0], loudest
         )
         bins = torch.arange(band_bins, dtype=band.dtype, device=band.device)
         multiple = torch.round(bins / pitch)
@@ -387,11 +387,11 @@ def harmonic_pitch(spectrum: Tensor, model: PeakModel) -> tuple[Tensor, Tensor]:
         return refined[:, 0].reshape(*lead, frames), voiced.reshape(*lead, frames)
 
 
-def _resolved_voicing(squeezed: Tensor, model: PeakModel, best: Tensor, top: Tensor) -> Tensor:
+def _resolved_voicing(squeezed: Tensor, model: PeakModel, best: Tensor, loudest: Tensor) -> Tensor:
     """:func:`harmonic_pitch`'s second voicing test, per row of ``squeezed`` (frames, band bins)
     with the grid pitch ``best``: over the multiples the mel resolves
     (:attr:`PeakModel.resolved`), the score per multiple exceeds ``_RESOLVED_VOICING`` of the
-    row's maximum ``top``, and no half-way point exceeds ``_OFF_GRID`` of the higher of the two
+    row's maximum ``loudest``, and no half-way point exceeds ``_OFF_GRID`` of the higher of the two
     multiples beside it (a partial between them: a chord, not one voice)."""
     kept = model.resolved[best]  # (frames, multiples)
     step = model.pitches[best][:, None]
@@ -400,7 +400,7 @@ def _resolved_voicing(squeezed: Tensor, model: PeakModel, best: Tensor, top: Ten
     below = torch.cat([on[:, :1], on[:, :-1]], dim=-1)  # the multiple under each half-way point
     score = ((on - half) * kept).sum(-1) / kept.sum(-1).clamp(min=1)
     off_grid = ((half > _OFF_GRID * torch.maximum(on, below)) & (kept > 0)).any(-1)
-    return (score > _RESOLVED_VOICING * top) & ~off_grid
+    return (score > _RESOLVED_VOICING * loudest) & ~off_grid
 
 
 def _sample(rows: Tensor, where: Tensor) -> Tensor:
