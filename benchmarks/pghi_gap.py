@@ -308,9 +308,9 @@ def heap_row(cfg: MelConfig, clip, seeds: int) -> tuple[list[str], list[bool], f
     results = [figures(pghi_phase(true.float(), cfg)), figures(heap_pghi(true, cfg)), figures()]
     results.append(min((figures(heap_pghi(m, cfg, f)) for m, f in starts), key=lambda v: v[0]))
     cells = [" / ".join(f"{v:.1f}" for v in pair) for pair in (random, *results)]
-    targets = [_targets(random[1], pair) for pair in results[2:]]
-    cells += [t[0] for t in targets]
-    met = [_targets(random[1], pair)[1] for pair in results]
+    targets = [_targets(random[1], pair) for pair in results]
+    cells += [text for text, _ in targets[2:]]
+    met = [ok for _, ok in targets]
     return cells, met + [met[2] or met[3]], results[3][0] - results[2][0]
 
 
