@@ -62,10 +62,15 @@ from initial_phase import SETS, SR, consistency, load_clips, print_header
 
 from specinv_lightning import MelConfig, MelInverter, MelSpectrogram
 from specinv_lightning.functional import peaks, pghi_phase, stft
-from specinv_lightning.functional.initial import _pghi_candidates
+from specinv_lightning.functional.initial import _pghi_candidates, _pghi_starts
 from specinv_lightning.functional.magnitude import root
 from specinv_lightning.functional.peaks import PEAK_SHARPEN, peak_fit, peak_fits
-from specinv_lightning.functional.pghi import _centred_diff, _log_magnitude, _window_params, _wrap
+from specinv_lightning.functional.pghi import (
+    _gradients,
+    _log_magnitude,
+    _to_frame_start,
+    _window_params,
+)
 
 CUTS = (500, 1000, 2000, 4000)
 
@@ -116,6 +121,14 @@ def row(cfg: MelConfig, clip) -> list[float]:
 CANDIDATES = ("pinv", "fit", "sharpened", "harmonic")
 
 
+def random_figures(cfg: MelConfig, mel: torch.Tensor, seeds: int) -> list[float]:
+    """Mel consistency at 8 and 32 iterations from random phases, the mean over ``seeds``."""
+    return [
+        statistics.mean(consistency(cfg, mel, n, init="random", seed=s) for s in range(seeds))
+        for n in (8, 32)
+    ]
+
+
 def choice_row(cfg: MelConfig, clip, seeds: int) -> tuple[list[str], bool, bool]:
     """The ``--choice`` cells of one clip, and whether the probe's pick and the best candidate
     after the fact meet both targets."""
@@ -125,10 +138,7 @@ def choice_row(cfg: MelConfig, clip, seeds: int) -> tuple[list[str], bool, bool]
     lin = scaled_mel(inverter, mel)
     model = inverter._peaks_in(lin)
     candidates = _pghi_candidates(inverter.magnitude_from_mel(mel), lin, cfg, model)
-    random = [
-        statistics.mean(consistency(cfg, mel, n, init="random", seed=s) for s in range(seeds))
-        for n in (8, 32)
-    ]
+    random = random_figures(cfg, mel, seeds)
     scores = [[consistency(cfg, mel, n, p.float()) for n in (8, 32)] for p in candidates]
     default = consistency(cfg, mel, 8)  # the probe's pick: the candidate with its figure
     pick = min(range(len(scores)), key=lambda i: abs(scores[i][0] - default))
@@ -204,23 +214,6 @@ def pitch_row(cfg: MelConfig, clip) -> list[str]:
     return cells
 
 
-def _gradients(magnitude: torch.Tensor, cfg: MelConfig, frequency: torch.Tensor | None):
-    """PGHI's ``(log-magnitude, tgrad, fgrad)`` of one ``(F, T)`` magnitude as ``(T, F)`` float64
-    arrays, as :func:`~specinv_lightning.functional.pghi_phase` computes them."""
-    gamma, _ = _window_params(cfg, None)
-    mag = magnitude.detach().double().T.contiguous()[None]
-    logs = _log_magnitude(mag)
-    hop, n_fft = cfg.hop_length, cfg.n_fft
-    bins = torch.arange(mag.shape[-1], dtype=torch.float64)
-    if frequency is None:
-        tgrad = (hop * n_fft / gamma) * _centred_diff(logs, -1, edges=False)
-        tgrad = tgrad + (2 * math.pi * hop / n_fft) * bins
-    else:
-        tgrad = (2 * math.pi * hop / n_fft) * frequency.detach().double().T[None]
-    fgrad = -(gamma / (hop * n_fft)) * _centred_diff(logs, -2, edges=True)
-    return logs[0].numpy(), tgrad[0].numpy(), fgrad[0].numpy()
-
-
 def heap_pghi(
     magnitude: torch.Tensor,
     cfg: MelConfig,
@@ -237,13 +230,19 @@ def heap_pghi(
     the later passes restart from every coefficient already reached, as ltfat's ``pghi`` does.
     Coefficients below the last tolerance keep random phases.
     """
-    logs, tgrad, fgrad = _gradients(magnitude, cfg, frequency)
+    gamma, centre = _window_params(cfg, None)
+    logs = _log_magnitude(magnitude.detach().double().T.contiguous()[None])
+    if frequency is not None:
+        frequency = frequency.detach().double().T[None]
+    tgrad, fgrad = (g[0].numpy() for g in _gradients(logs, cfg, gamma, frequency))
+    logs = logs[0].numpy()
     phase = np.random.default_rng(seed).uniform(-math.pi, math.pi, size=logs.shape)
     done = np.zeros(logs.shape, dtype=bool)
     for tol in tols:
         todo = (logs > logs.max() + math.log(tol)) & ~done
         heap = [(-logs[n, k], n, k) for n, k in zip(*np.nonzero(done), strict=True)]
         heapq.heapify(heap)
+        _spread(heap, phase, todo, done, logs, tgrad, fgrad)  # first from what is reached
         for start in np.argsort(-logs, axis=None):
             n, k = divmod(int(start), logs.shape[1])
             if not todo[n, k]:
@@ -251,11 +250,7 @@ def heap_pghi(
             phase[n, k], todo[n, k], done[n, k] = 0.0, False, True
             heap.append((-logs[n, k], n, k))
             _spread(heap, phase, todo, done, logs, tgrad, fgrad)
-        _spread(heap, phase, todo, done, logs, tgrad, fgrad)
-    _, centre = _window_params(cfg, None)
-    bins = torch.arange(logs.shape[1], dtype=torch.float64)[:, None]
-    psi = torch.from_numpy(phase).T - (2 * math.pi * centre / cfg.n_fft) * bins
-    return _wrap(psi).float()
+    return _to_frame_start(torch.from_numpy(phase), centre, cfg.n_fft).T.float()
 
 
 def _spread(heap, phase, todo, done, logs, tgrad, fgrad) -> None:
@@ -289,24 +284,16 @@ def heap_row(cfg: MelConfig, clip, seeds: int) -> tuple[list[str], list[bool], f
     inverter = MelInverter(cfg, n_iter=8)
     lin = scaled_mel(inverter, mel)
     model = inverter._peaks_in(lin)
-    magnitude = inverter.magnitude_from_mel(mel)
     true = stft(x.double(), cfg)[..., : mel.shape[-1]].abs()[0]
-    plain, sharpened, harmonic = peak_fits(lin, model, (0, PEAK_SHARPEN), harmonic=True)
-    starts = [(magnitude[0], None)] + [
-        (root(fit.spectrum, cfg.power)[0], freq[0])
-        for fit, freq in ((plain, plain.frequency), (sharpened, sharpened.centroid),
-                          (harmonic, harmonic.centroid))
-    ]  # fmt: skip
+    starts = _pghi_starts(inverter.magnitude_from_mel(mel), lin, cfg, model)
 
     def figures(phase=None):
         return [consistency(cfg, mel, n, None if phase is None else phase[None]) for n in (8, 32)]
 
-    random = [
-        statistics.mean(consistency(cfg, mel, n, init="random", seed=s) for s in range(seeds))
-        for n in (8, 32)
-    ]
+    random = random_figures(cfg, mel, seeds)
     results = [figures(pghi_phase(true.float(), cfg)), figures(heap_pghi(true, cfg)), figures()]
-    results.append(min((figures(heap_pghi(m, cfg, f)) for m, f in starts), key=lambda v: v[0]))
+    heap = [figures(heap_pghi(m[0], cfg, None if f is None else f[0])) for m, f in starts]
+    results.append(min(heap, key=lambda v: v[0]))
     cells = [" / ".join(f"{v:.1f}" for v in pair) for pair in (random, *results)]
     targets = [_targets(random[1], pair) for pair in results]
     cells += [text for text, _ in targets[2:]]
@@ -348,7 +335,9 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=["speech", "music"], choices=list(SETS))
     parser.add_argument("--choice", action="store_true",
                         help="each candidate's figures and the best choice after the fact")  # fmt: skip
-    parser.add_argument("--seeds", type=int, default=5, help="random-phase seeds (--choice)")
+    parser.add_argument(
+        "--seeds", type=int, default=5, help="random-phase seeds (--choice, --heap)"
+    )
     parser.add_argument("--heap", action="store_true",
                         help="PGHI integrated in heap order (Prusa et al.) against peak paths")  # fmt: skip
     parser.add_argument("--pitch", action="store_true",

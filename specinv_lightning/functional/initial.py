@@ -127,9 +127,19 @@ def _pghi_candidates(
     (:class:`~specinv_lightning.functional.peaks.PeakFit`; the fit before and after
     :data:`~specinv_lightning.functional.peaks.PEAK_SHARPEN` multiplicative steps, and the
     harmonic fit of :func:`~specinv_lightning.functional.peaks.peak_fits`)."""
+    return [
+        pghi_phase(start, config, frequency=frequency)
+        for start, frequency in _pghi_starts(magnitude, mel, config, peaks)
+    ]
+
+
+def _pghi_starts(
+    magnitude: Tensor, mel: Tensor, config: MelConfig, peaks: PeakModel
+) -> list[tuple[Tensor, Tensor | None]]:
+    """The ``(magnitude, frequency or None)`` each of :func:`_pghi_candidates` is PGHI of."""
     plain, sharpened, harmonic = peak_fits(mel, peaks, (0, PEAK_SHARPEN), harmonic=True)
-    return [pghi_phase(magnitude, config)] + [
-        pghi_phase(root(fit.spectrum, config.power), config, frequency=frequency)
+    return [(magnitude, None)] + [
+        (root(fit.spectrum, config.power), frequency)
         for fit, frequency in (
             (plain, plain.frequency),
             (sharpened, sharpened.centroid),

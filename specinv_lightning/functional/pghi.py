@@ -110,18 +110,13 @@ def pghi_phase(
         # frame-major (items, frames, n_freqs): every gather and scan runs over the last dim
         mag = magnitude.detach().reshape(-1, n_freqs, num_frames).transpose(-1, -2)
         logs = _log_magnitude(mag.to(work_dtype).contiguous())
-        hop, n_fft = config.hop_length, config.n_fft
-        bins = torch.arange(n_freqs, device=logs.device, dtype=work_dtype)
-        if frequency is None:
-            tgrad = (hop * n_fft / gamma) * _centred_diff(logs, -1, edges=False)
-            tgrad = tgrad + (2 * math.pi * hop / n_fft) * bins
-        else:
-            freq = frequency.detach().reshape(-1, n_freqs, num_frames).transpose(-1, -2)
-            tgrad = (2 * math.pi * hop / n_fft) * freq.to(work_dtype)
-        fgrad = -(gamma / (hop * n_fft)) * _centred_diff(logs, -2, edges=True)
+        if frequency is not None:
+            frequency = frequency.detach().reshape(-1, n_freqs, num_frames).transpose(-1, -2)
+            frequency = frequency.to(work_dtype)
+        tgrad, fgrad = _gradients(logs, config, gamma, frequency)
         owner = _owners(logs)
         psi = _follow_owners(_wrap(_increments(tgrad, fgrad, owner)), owner)
-        phase = _wrap(psi - (2 * math.pi * centre / n_fft) * bins)
+        phase = _to_frame_start(psi, centre, config.n_fft)
         phase = phase.transpose(-1, -2).reshape(magnitude.shape)
         return phase.to(magnitude.dtype).detach()
 
@@ -146,6 +141,30 @@ def _window_params(config: MelConfig, window: Tensor | None) -> tuple[float, flo
     centre = float((energy * t).sum() / energy.sum())
     variance = float((energy * (t - centre).square()).sum() / energy.sum())
     return 4 * math.pi * max(variance, 1e-12), centre
+
+
+def _gradients(
+    logs: Tensor, config: MelConfig, gamma: float, frequency: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """PGHI's ``(tgrad, fgrad)`` of a log-magnitude ``(items, frames, n_freqs)``: the phase
+    advance per hop (from ``frequency`` in bins, same layout, when given) and the phase slope per
+    bin."""
+    hop, n_fft = config.hop_length, config.n_fft
+    bins = torch.arange(logs.shape[-1], device=logs.device, dtype=logs.dtype)
+    if frequency is None:
+        tgrad = (hop * n_fft / gamma) * _centred_diff(logs, -1, edges=False)
+        tgrad = tgrad + (2 * math.pi * hop / n_fft) * bins
+    else:
+        tgrad = (2 * math.pi * hop / n_fft) * frequency
+    fgrad = -(gamma / (hop * n_fft)) * _centred_diff(logs, -2, edges=True)
+    return tgrad, fgrad
+
+
+def _to_frame_start(psi: Tensor, centre: float, n_fft: int) -> Tensor:
+    """Phases ``psi`` (``(..., n_freqs)`` last) of a window centred on the time origin, referred to
+    the frame start (window centre at ``centre`` samples), wrapped to ``[-pi, pi)``."""
+    bins = torch.arange(psi.shape[-1], device=psi.device, dtype=psi.dtype)
+    return _wrap(psi - (2 * math.pi * centre / n_fft) * bins)
 
 
 def _log_magnitude(mag: Tensor) -> Tensor:
