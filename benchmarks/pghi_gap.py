@@ -58,7 +58,7 @@ import statistics
 
 import numpy as np
 import torch
-from initial_phase import SETS, SR, consistency, load_clips, print_header
+from initial_phase import SETS, SR, consistency, load_clips, print_header, targets
 
 from specinv_lightning import MelConfig, MelInverter, MelSpectrogram
 from specinv_lightning.functional import peaks, pghi_phase, stft
@@ -143,9 +143,9 @@ def choice_row(cfg: MelConfig, clip, seeds: int) -> tuple[list[str], bool, bool]
     default = consistency(cfg, mel, 8)  # the probe's pick: the candidate with its figure
     pick = min(range(len(scores)), key=lambda i: abs(scores[i][0] - default))
     exact = abs(scores[pick][0] - default) < 0.01  # else the pick is a guess: marked "?"
-    gain, early = random[1] - scores[pick][1], random[1] - scores[pick][0]
-    best_gain = random[1] - min(s[1] for s in scores)
-    best_early = random[1] - min(s[0] for s in scores)
+    gain, early, by_pick = targets(random[1], scores[pick])
+    best = [min(s[0] for s in scores), min(s[1] for s in scores)]  # best at 8, best at 32
+    best_gain, best_early, by_best = targets(random[1], best)
     true = stft(x.double(), cfg)[..., : mel.shape[-1]].angle().float()
     cells = [" / ".join(f"{v:.1f}" for v in pair) for pair in (random, *scores)]
     cells += [
@@ -154,7 +154,7 @@ def choice_row(cfg: MelConfig, clip, seeds: int) -> tuple[list[str], bool, bool]
         f"{best_gain:+.1f} / {best_early:+.1f}",
     ]
     cells.append(f"{consistency(cfg, mel, 8, true):.1f}")
-    return cells, gain >= 5 and early >= 0, best_gain >= 5 and best_early >= 0
+    return cells, by_pick, by_best
 
 
 def choices(presets: list[str], clips: dict, seeds: int) -> None:
@@ -270,12 +270,6 @@ def _spread(heap, phase, todo, done, logs, tgrad, fgrad) -> None:
                 heapq.heappush(heap, (-logs[m, j], m, j))
 
 
-def _targets(random32: float, pair: list[float]) -> tuple[str, bool]:
-    """``gain / 8 vs 32`` against random phases at 32 iterations, and whether both are met."""
-    gain, early = random32 - pair[1], random32 - pair[0]
-    return f"{gain:+.1f} / {early:+.1f}", gain >= 5 and early >= 0
-
-
 def heap_row(cfg: MelConfig, clip, seeds: int) -> tuple[list[str], list[bool], float]:
     """The ``--heap`` cells of one clip; which of true (path, heap), default, heap of the mel
     candidates meet both targets; and heap minus default at 8 iterations."""
@@ -295,9 +289,9 @@ def heap_row(cfg: MelConfig, clip, seeds: int) -> tuple[list[str], list[bool], f
     heap = [figures(heap_pghi(m[0], cfg, None if f is None else f[0])) for m, f in starts]
     results.append(min(heap, key=lambda v: v[0]))
     cells = [" / ".join(f"{v:.1f}" for v in pair) for pair in (random, *results)]
-    targets = [_targets(random[1], pair) for pair in results]
-    cells += [text for text, _ in targets[2:]]
-    met = [ok for _, ok in targets]
+    checks = [targets(random[1], pair) for pair in results]
+    cells += [f"{gain:+.1f} / {early:+.1f}" for gain, early, _ in checks[2:]]
+    met = [ok for _, _, ok in checks]
     return cells, met + [met[2] or met[3]], results[3][0] - results[2][0]
 
 
