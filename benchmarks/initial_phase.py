@@ -292,6 +292,16 @@ def consistency(
     return float(mel_consistency(wave, mel, cfg))
 
 
+def random_figures(
+    cfg: MelConfig, mel: torch.Tensor, seeds: int, iters: tuple[int, ...] = (8, 32)
+) -> list[float]:
+    """Mel consistency at each of ``iters`` from random phases, the mean over ``seeds``."""
+    return [
+        statistics.mean(consistency(cfg, mel, n, init="random", seed=s) for s in range(seeds))
+        for n in iters
+    ]
+
+
 def row(
     cfg: MelConfig,
     clip: np.ndarray,
@@ -303,11 +313,8 @@ def row(
     """Mel consistency (dB) per method at each of ``iters``."""
     x = torch.tensor(clip, dtype=torch.float32)[None]
     mel = MelSpectrogram(cfg)(x)
-    out: dict[str, list[float]] = {}
+    out: dict[str, list[float]] = {"random": random_figures(cfg, mel, seeds, iters)}
     for n in iters:
-        out.setdefault("random", []).append(
-            statistics.mean(consistency(cfg, mel, n, init="random", seed=s) for s in range(seeds))
-        )
         if fast:
             out.setdefault("pghi-fast", []).append(consistency(cfg, mel, n, init="pghi-fast"))
         out.setdefault("pghi", []).append(consistency(cfg, mel, n))

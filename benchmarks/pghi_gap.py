@@ -54,11 +54,18 @@ from __future__ import annotations
 import argparse
 import heapq
 import math
-import statistics
 
 import numpy as np
 import torch
-from initial_phase import SETS, SR, consistency, load_clips, print_header, targets
+from initial_phase import (
+    SETS,
+    SR,
+    consistency,
+    load_clips,
+    print_header,
+    random_figures,
+    targets,
+)
 
 from specinv_lightning import MelConfig, MelInverter, MelSpectrogram
 from specinv_lightning.functional import peaks, pghi_phase, stft
@@ -91,14 +98,22 @@ def scaled_mel(inverter: MelInverter, mel: torch.Tensor) -> torch.Tensor:
     return lin / lin.amax(dim=(-2, -1), keepdim=True)
 
 
+def peak_setup(
+    cfg: MelConfig, mel: torch.Tensor
+) -> tuple[MelInverter, torch.Tensor, peaks.PeakModel]:
+    """The default inverter (8 iterations), its scaled linear mel and its peak model, as the
+    init sees them."""
+    inverter = MelInverter(cfg, n_iter=8)
+    lin = scaled_mel(inverter, mel)
+    return inverter, lin, inverter._peaks_in(lin)
+
+
 def row(cfg: MelConfig, clip) -> list[float]:
     x = torch.tensor(clip, dtype=torch.float32)[None]
     mel = MelSpectrogram(cfg)(x)
-    inverter = MelInverter(cfg, n_iter=8)
-    lin = scaled_mel(inverter, mel)
+    inverter, lin, model = peak_setup(cfg, mel)
     spec = stft(x.double(), cfg)[..., : mel.shape[-1]]
     true = spec.abs().float()
-    model = inverter._peaks_in(lin)
     candidates = _pghi_candidates(inverter.magnitude_from_mel(mel), lin, cfg, model)
     peak = peak_fit(lin, model)
     fit, freq = root(peak.spectrum, cfg.power), peak.centroid
@@ -121,22 +136,12 @@ def row(cfg: MelConfig, clip) -> list[float]:
 CANDIDATES = ("pinv", "fit", "sharpened", "harmonic")
 
 
-def random_figures(cfg: MelConfig, mel: torch.Tensor, seeds: int) -> list[float]:
-    """Mel consistency at 8 and 32 iterations from random phases, the mean over ``seeds``."""
-    return [
-        statistics.mean(consistency(cfg, mel, n, init="random", seed=s) for s in range(seeds))
-        for n in (8, 32)
-    ]
-
-
 def choice_row(cfg: MelConfig, clip, seeds: int) -> tuple[list[str], bool, bool]:
     """The ``--choice`` cells of one clip, and whether the probe's pick and the best candidate
     after the fact meet both targets."""
     x = torch.tensor(clip, dtype=torch.float32)[None]
     mel = MelSpectrogram(cfg)(x)
-    inverter = MelInverter(cfg, n_iter=8)
-    lin = scaled_mel(inverter, mel)
-    model = inverter._peaks_in(lin)
+    inverter, lin, model = peak_setup(cfg, mel)
     candidates = _pghi_candidates(inverter.magnitude_from_mel(mel), lin, cfg, model)
     random = random_figures(cfg, mel, seeds)
     scores = [[consistency(cfg, mel, n, p.float()) for n in (8, 32)] for p in candidates]
@@ -204,13 +209,12 @@ def pitch_row(cfg: MelConfig, clip) -> list[str]:
             cells.append(" / ".join(f"{consistency(cfg, mel, it):.1f}" for it in (8, 32)))
         finally:
             peaks.harmonic_pitch = own
-    inverter = MelInverter(cfg, n_iter=8)
-    lin = scaled_mel(inverter, mel)
-    model = inverter._peaks_in(lin)
+    _, lin, model = peak_setup(cfg, mel)
     pitch, fit_voiced = own(peak_fits(lin, model, (PEAK_SHARPEN,))[0].spectrum, model)
     both = fit_voiced[0, :n] & given_voiced[:n]
     error = (pitch[0, :n][both].double() / given[:n][both] - 1).abs()
-    cells.append(f"{100 * float((error < 0.01).double().mean()):.0f}%")
+    share = f"{100 * float((error < 0.01).double().mean()):.0f}%" if error.numel() else "-"
+    cells.append(share)  # "-": no frame voiced by both
     return cells
 
 
@@ -275,9 +279,7 @@ def heap_row(cfg: MelConfig, clip, seeds: int) -> tuple[list[str], list[bool], f
     candidates meet both targets; and heap minus default at 8 iterations."""
     x = torch.tensor(clip, dtype=torch.float32)[None]
     mel = MelSpectrogram(cfg)(x)
-    inverter = MelInverter(cfg, n_iter=8)
-    lin = scaled_mel(inverter, mel)
-    model = inverter._peaks_in(lin)
+    inverter, lin, model = peak_setup(cfg, mel)
     true = stft(x.double(), cfg)[..., : mel.shape[-1]].abs()[0]
     starts = _pghi_starts(inverter.magnitude_from_mel(mel), lin, cfg, model)
 
